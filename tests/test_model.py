@@ -1,0 +1,37 @@
+import math
+
+import torch
+
+
+def test_output_shape_and_tied_head(nb, model, tokenizer, cfg):
+    idx = torch.randint(len(tokenizer), (3, cfg.seq_len))
+    logits = model(idx, torch.tensor([1, 5, cfg.diffusion_steps]))
+    assert logits.shape == (3, cfg.seq_len, len(tokenizer))
+    assert model.head.weight is model.tok_emb.weight
+
+
+def test_budget_100_has_about_45m_parameters(nb):
+    full = nb.get_config("budget_100")
+    with torch.device("meta"):
+        model = nb.DiffusionLM(**nb.model_kwargs(full, full.vocab_size))
+    assert 44e6 < nb.count_parameters(model) < 46e6
+
+
+def test_initial_loss_is_close_to_uniform(nb, model, tokenizer, cfg):
+    """N(0, 0.02) init: the untrained model predicts nearly uniformly, loss ~ ln(vocab), not ~80."""
+    protected, mask_id = nb.special_ids(tokenizer)
+    x = torch.randint(10, len(tokenizer), (8, cfg.seq_len))
+    t = torch.full((8,), cfg.diffusion_steps)
+    noisy, hidden = nb.corrupt(x, t, cfg.diffusion_steps, mask_id, protected)
+    loss = nb.masked_cross_entropy(model.eval(), noisy, t, x, hidden).item()
+    assert abs(loss - math.log(len(tokenizer))) < 0.1
+
+
+def test_attention_is_bidirectional(nb, model, tokenizer, cfg):
+    """Changing the last token changes the prediction at the first position."""
+    model.eval()
+    x = torch.randint(10, len(tokenizer), (1, cfg.seq_len))
+    y = x.clone()
+    y[0, -1] = (x[0, -1] + 1) % len(tokenizer)
+    t = torch.tensor([3])
+    assert not torch.allclose(model(x, t)[0, 0], model(y, t)[0, 0])

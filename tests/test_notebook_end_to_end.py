@@ -1,0 +1,72 @@
+"""Run the whole notebook with nbmake in smoke mode, as a user's "Run all" would, and check what it leaves behind."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import pytest
+from notebook_defs import NOTEBOOK
+from synthetic_stories import make_stories, write_txt
+
+SHARED_DATA = NOTEBOOK.parent.parent / "shared" / "data" / "tinystories"
+
+
+def run_notebook(workdir, data_path):
+    shutil.copy(NOTEBOOK, workdir)
+    env = {**os.environ, "RUN_MODE": "smoke", "DATA_PATH": data_path, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbmake",
+            "--nbmake-timeout=600",
+            "--overwrite",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            NOTEBOOK.name,
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    return json.loads((workdir / NOTEBOOK.name).read_text())
+
+
+def check_outputs(workdir, executed):
+    final = workdir / "checkpoints" / "final"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "history.json"):
+        assert (final / name).is_file(), name
+    val = json.loads((final / "history.json").read_text())["val"]
+    initial, last = val[0][1], val[-1][1]
+    assert math.isfinite(last) and last < initial
+    gif = iio.imread(workdir / "checkpoints" / "inference.gif", index=None)
+    config = json.loads((final / "config.json").read_text())
+    assert gif.shape[0] == config["train"]["diffusion_steps"] + 1  # the fully masked start, then every step
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "reloaded model gives identical logits" in printed
+    assert any("image/gif" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+
+
+def test_notebook_runs_end_to_end_on_generated_data(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    stories = make_stories(500, seed=3)
+    write_txt(data / "train.txt", stories[:450])
+    write_txt(data / "valid.txt", stories[450:])
+    executed = run_notebook(tmp_path, str(data))
+    check_outputs(tmp_path, executed)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no ../shared/data/tinystories beside this checkout")
+def test_notebook_runs_end_to_end_on_real_tinystories(tmp_path):
+    files = sorted(str(p) for p in SHARED_DATA.glob("*.txt") if "_lower_" not in p.name)  # cased text only
+    executed = run_notebook(tmp_path, ",".join(files))
+    check_outputs(tmp_path, executed)

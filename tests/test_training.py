@@ -1,0 +1,45 @@
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_schedule_warms_up_then_decays_to_zero_at_the_last_update(nb):
+    cfg = nb.get_config("budget_100")
+    lrs = [nb.lr_at(u, cfg) for u in range(cfg.optimizer_steps)]
+    assert lrs[0] == pytest.approx(cfg.lr / cfg.warmup_steps)
+    assert lrs[cfg.warmup_steps - 1] == pytest.approx(cfg.lr)
+    assert max(lrs) == pytest.approx(cfg.lr)
+    assert lrs[(cfg.warmup_steps + cfg.optimizer_steps) // 2] == pytest.approx(cfg.lr / 2, rel=1e-3)
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[cfg.warmup_steps - 1 :]))
+
+
+def test_weight_decay_skips_biases_and_norms(nb, model, cfg):
+    decay, no_decay = nb.make_optimizer(model, cfg, "cpu").param_groups
+    assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+
+
+def test_evaluation_is_deterministic(nb, model, tokenizer, cfg, stories):
+    blocks = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[:60]), cfg.seq_len, 40)
+    first = nb.evaluate(model, blocks, cfg, tokenizer, "cpu")
+    torch.rand(100)  # the global RNG must not matter
+    assert nb.evaluate(model, blocks, cfg, tokenizer, "cpu") == first
+    assert math.isfinite(first)
+
+
+def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories):
+    stream = nb.tokenize_stories(tokenizer, stories[:250])
+    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), cfg.seq_len, 32)
+    short = dataclasses.replace(cfg, micro_steps=40, grad_accum=2, warmup_steps=4, evals_per_run=2, log_every=5)
+    torch.manual_seed(0)
+    history = nb.train(model, short, stream, val, tokenizer, "cpu")
+    steps = [step for step, _ in history["val"]]
+    assert steps == [0, 20, 40]  # reported in micro-steps: 20 updates of 2 micro-batches
+    assert [step for step, _ in history["train"]] == list(range(10, 41, 10))
+    losses = [loss for _, loss in history["val"]]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.5
