@@ -7,22 +7,42 @@ import torch
 @pytest.fixture()
 def saved(nb, model, tokenizer, cfg, tmp_path):
     history = {"train": [[10, 5.0]], "val": [[0, 6.0], [60, 5.0]]}
-    nb.save_checkpoint(tmp_path / "final", model, tokenizer, cfg, history)
+    nb.save_checkpoint(tmp_path / "final", model, tokenizer, cfg, history, "synthetic")
     return tmp_path / "final", history
+
+
+def same_logits(a, b, vocab, cfg):
+    x = torch.randint(vocab, (2, cfg.seq_len))
+    t = torch.tensor([1, cfg.diffusion_steps])
+    with torch.no_grad():
+        return torch.equal(a.eval()(x, t), b.eval()(x, t))
 
 
 def test_save_then_load_gives_identical_logits(nb, model, tokenizer, cfg, saved):
     folder, history = saved
-    reloaded, reloaded_tokenizer, config = nb.load_checkpoint(folder)
-    x = torch.randint(len(tokenizer), (2, cfg.seq_len))
-    t = torch.tensor([1, cfg.diffusion_steps])
-    model.eval()
-    assert torch.equal(model(x, t), reloaded(x, t))
+    reloaded, reloaded_tokenizer, reloaded_cfg, reloaded_history = nb.load_checkpoint(folder)
+    assert same_logits(model, reloaded, len(tokenizer), cfg)
     assert reloaded.head.weight is reloaded.tok_emb.weight
     assert reloaded_tokenizer.get_vocab() == tokenizer.get_vocab()
     assert reloaded_tokenizer.mask_token_id == tokenizer.mask_token_id
-    assert config["train"]["mode"] == "smoke" and config["model"] == model.config
-    assert json.loads((folder / "history.json").read_text()) == history
+    assert reloaded_cfg == cfg and reloaded_history == history
+    assert json.loads((folder / "config.json").read_text()) == model.config
+    assert not list(folder.parent.glob("*.tmp")) and not list(folder.parent.glob("*.old"))
+
+
+def test_the_hub_mixin_loads_the_same_folder(nb, model, tokenizer, cfg, saved):
+    folder, _ = saved
+    reloaded = nb.DiffusionLM.from_pretrained(folder, strict=True)
+    assert same_logits(model, reloaded, len(tokenizer), cfg)
+
+
+def test_saving_again_replaces_the_checkpoint_whole(nb, model, tokenizer, cfg, saved):
+    folder, _ = saved
+    with torch.no_grad():
+        model.tok_emb.weight.add_(1.0)
+    nb.save_checkpoint(folder, model, tokenizer, cfg, {"train": [], "val": [[0, 1.0]]}, "synthetic")
+    reloaded, *_ = nb.load_checkpoint(folder)
+    assert same_logits(model, reloaded, len(tokenizer), cfg)
 
 
 def test_missing_file_is_named(nb, saved):
@@ -40,15 +60,54 @@ def test_truncated_weights_are_a_clear_error(nb, saved):
         nb.load_checkpoint(folder)
 
 
-def test_tokenizer_from_another_run_is_refused(nb, model, cfg, saved, stories):
+def test_weights_of_another_shape_are_a_clear_error(nb, saved, tokenizer, cfg, tmp_path):
+    folder, _ = saved
+    other = nb.DiffusionLM(**{**nb.model_kwargs(cfg, len(tokenizer)), "d_ff": 128})
+    other.save_pretrained(tmp_path / "other")
+    (folder / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="could not be loaded into the model in config.json"):
+        nb.load_checkpoint(folder)
+
+
+def test_tokenizer_from_another_run_is_refused(nb, saved, stories):
     folder, _ = saved
     nb.train_tokenizer(stories, 300).save_pretrained(folder)
-    with pytest.raises(ValueError, match="has 300 tokens but the model.*expects 400"):
+    with pytest.raises(ValueError, match="has 300 tokens but the model.*expects 400.*different runs"):
         nb.load_checkpoint(folder)
 
 
-def test_garbled_config_is_a_clear_error(nb, saved):
+@pytest.mark.parametrize("name", ["config.json", "training_config.json", "history.json"])
+def test_garbled_json_is_named(nb, saved, name):
     folder, _ = saved
-    (folder / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="config.json is not a valid model config"):
+    (folder / name).write_text("{not json")
+    with pytest.raises(ValueError, match=f"{name} is not valid JSON"):
         nb.load_checkpoint(folder)
+
+
+def test_a_config_of_another_model_is_a_clear_error(nb, saved):
+    folder, _ = saved
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 512}))
+    with pytest.raises(ValueError, match="cannot use"):
+        nb.load_checkpoint(folder)
+
+
+def test_load_pretrained_reads_folders_and_explains_unreachable_repos(nb, saved):
+    folder, _ = saved
+    model, *_ = nb.load_pretrained(str(folder))
+    assert isinstance(model, nb.DiffusionLM)
+    with pytest.raises(FileNotFoundError, match="(?s)neither a checkpoint folder nor a Hub repo.*Set CHECKPOINT"):
+        nb.load_pretrained("someone/missing-model")
+
+
+def test_hub_folder_has_card_plot_and_gif_and_still_loads(nb, model, tokenizer, cfg, saved, tmp_path):
+    folder, history = saved
+    gif = tmp_path / "inference.gif"
+    nb.save_gif([nb.render_frames(["a █"], ["step 0"])[0]] * 2, gif)
+    nb.prepare_hub_folder(folder, model, cfg, history, gif, "me/tiny-diffusion")
+    card = (folder / "README.md").read_text()
+    assert "license: cdla-sharing-1.0" in card and "| 60 | 5.0000 |" in card
+    assert 'load_pretrained("me/tiny-diffusion")' in card and "T=16" in card
+    assert (folder / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "inference.gif").read_bytes() == gif.read_bytes()
+    reloaded, *_ = nb.load_checkpoint(folder)
+    assert same_logits(model, reloaded, len(tokenizer), cfg)

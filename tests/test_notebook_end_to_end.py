@@ -15,58 +15,65 @@ from synthetic_stories import make_stories, write_txt
 SHARED_DATA = NOTEBOOK.parent.parent / "shared" / "data" / "tinystories"
 
 
-def run_notebook(workdir, data_path):
+def run_notebook(workdir, **env):
     shutil.copy(NOTEBOOK, workdir)
-    env = {**os.environ, "RUN_MODE": "smoke", "DATA_PATH": data_path, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbmake",
-            "--nbmake-timeout=600",
-            "--overwrite",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            NOTEBOOK.name,
-        ],
+        [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=600", "--overwrite", "-p", "no:cacheprovider"]
+        + ["-q", NOTEBOOK.name],
         cwd=workdir,
-        env=env,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-    return json.loads((workdir / NOTEBOOK.name).read_text())
+    executed = json.loads((workdir / NOTEBOOK.name).read_text())
+    return "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])), executed
 
 
-def check_outputs(workdir, executed):
+def check_outputs(workdir, printed, executed):
     final = workdir / "checkpoints" / "final"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "history.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "training_config.json",
+        "history.json",
+        "README.md",
+        "loss.png",
+        "inference.gif",
+    ):
         assert (final / name).is_file(), name
     val = json.loads((final / "history.json").read_text())["val"]
     initial, last = val[0][1], val[-1][1]
     assert math.isfinite(last) and last < initial
     gif = iio.imread(workdir / "checkpoints" / "inference.gif", index=None)
-    config = json.loads((final / "config.json").read_text())
-    assert gif.shape[0] == config["train"]["diffusion_steps"] + 1  # the fully masked start, then every step
-    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
-    assert "reloaded model gives identical logits" in printed
+    config = json.loads((final / "training_config.json").read_text())["config"]
+    assert gif.shape[0] == config["diffusion_steps"] + 1  # the fully masked start, then every step
+    assert "the reloaded model gives identical logits" in printed
     assert any("image/gif" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+    assert any("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
 
 
-def test_notebook_runs_end_to_end_on_generated_data(tmp_path):
+def test_notebook_trains_resumes_and_generates_on_generated_data(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     stories = make_stories(500, seed=3)
     write_txt(data / "train.txt", stories[:450])
     write_txt(data / "valid.txt", stories[450:])
-    executed = run_notebook(tmp_path, str(data))
-    check_outputs(tmp_path, executed)
+    printed, executed = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))
+    check_outputs(tmp_path, printed, executed)
+
+    printed, _ = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))  # Run All again: nothing retrained
+    assert "60 of 60 optimizer updates already done" in printed
+
+    (tmp_path / "checkpoints" / "inference.gif").unlink()
+    printed, _ = run_notebook(tmp_path, RUN_MODE="generate", CHECKPOINT="checkpoints/final")
+    assert "Loaded checkpoints/final" in printed and "training (" not in printed
+    assert iio.imread(tmp_path / "checkpoints" / "inference.gif", index=None).shape[0] == 17
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no ../shared/data/tinystories beside this checkout")
 def test_notebook_runs_end_to_end_on_real_tinystories(tmp_path):
     files = sorted(str(p) for p in SHARED_DATA.glob("*.txt") if "_lower_" not in p.name)  # cased text only
-    executed = run_notebook(tmp_path, ",".join(files))
-    check_outputs(tmp_path, executed)
+    printed, executed = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=",".join(files))
+    check_outputs(tmp_path, printed, executed)

@@ -45,3 +45,17 @@ def test_blocks(nb):
     assert fixed.shape == (10, 100) and fixed.flatten().tolist() == list(range(1000))
     with pytest.raises(ValueError, match="fewer than seq_len=64"):
         nb.random_blocks(stream[:10], 1, 64)
+
+
+def test_tokenizer_and_token_stream_are_cached(nb, stories, tmp_path):
+    first = nb.cached_tokenizer(stories[:100], 350, tmp_path)
+    again = nb.cached_tokenizer(stories[:100], 350, tmp_path)
+    assert again.backend_tokenizer.to_str() == first.backend_tokenizer.to_str()
+    other = nb.cached_tokenizer(stories[:100], 360, tmp_path)
+    assert len(other) == 360 and len(list(tmp_path.glob("tokenizer-*.json"))) == 2
+
+    stream = nb.cached_token_stream(again, stories[:50], tmp_path)
+    assert isinstance(stream, np.memmap)
+    assert stream.tolist() == nb.tokenize_stories(first, stories[:50]).tolist()
+    nb.cached_token_stream(first, stories[:50], tmp_path)  # the reloaded tokenizer hits the same cache entry
+    assert len(list(tmp_path.glob("tokens-*.npy"))) == 1 and not list(tmp_path.glob("*.tmp*"))

@@ -32,12 +32,12 @@ def test_evaluation_is_deterministic(nb, model, tokenizer, cfg, stories):
     assert math.isfinite(first)
 
 
-def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories):
+def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories, tmp_path):
     stream = nb.tokenize_stories(tokenizer, stories[:250])
     val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), cfg.seq_len, 32)
     short = dataclasses.replace(cfg, micro_steps=40, grad_accum=2, warmup_steps=4, evals_per_run=2, log_every=5)
     torch.manual_seed(0)
-    history = nb.train(model, short, stream, val, tokenizer, "cpu")
+    history = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
     steps = [step for step, _ in history["val"]]
     assert steps == [0, 20, 40]  # reported in micro-steps: 20 updates of 2 micro-batches
     assert [step for step, _ in history["train"]] == list(range(10, 41, 10))
