@@ -111,3 +111,36 @@ def test_hub_folder_has_card_plot_and_gif_and_still_loads(nb, model, tokenizer, 
     assert (folder / "inference.gif").read_bytes() == gif.read_bytes()
     reloaded, *_ = nb.load_checkpoint(folder)
     assert same_logits(model, reloaded, len(tokenizer), cfg)
+
+
+def test_a_hub_repo_id_is_downloaded_then_loaded(nb, model, tokenizer, cfg, saved, monkeypatch):
+    folder, _ = saved
+    asked = []
+    monkeypatch.setattr(nb, "snapshot_download", lambda repo_id: asked.append(repo_id) or str(folder))
+    reloaded, *_ = nb.load_pretrained("me/tiny-diffusion")
+    assert asked == ["me/tiny-diffusion"]
+    assert same_logits(model, reloaded, len(tokenizer), cfg)
+
+
+def test_push_uploads_the_prepared_folder(nb, saved, monkeypatch):
+    folder, _ = saved
+    calls = []
+
+    class RecordingApi:
+        def __init__(self, token):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, exist_ok):
+            calls.append(("create", repo_id, exist_ok))
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls.append(("upload", folder_path, repo_id))
+            return f"https://huggingface.co/{repo_id}"
+
+    monkeypatch.setattr(nb, "HfApi", RecordingApi)
+    assert nb.push_to_hub(folder, "me/tiny-diffusion", "hf_secret") == "https://huggingface.co/me/tiny-diffusion"
+    assert calls == [
+        ("token", "hf_secret"),
+        ("create", "me/tiny-diffusion", True),
+        ("upload", str(folder), "me/tiny-diffusion"),
+    ]

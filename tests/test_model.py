@@ -35,3 +35,32 @@ def test_attention_is_bidirectional(nb, model, tokenizer, cfg):
     y[0, -1] = (x[0, -1] + 1) % len(tokenizer)
     t = torch.tensor([3])
     assert not torch.allclose(model(x, t)[0, 0], model(y, t)[0, 0])
+
+
+def test_rotary_attention_scores_depend_only_on_relative_position(nb):
+    cos, sin = nb.rotary_tables(32, 16)
+    q, k = torch.randn(16), torch.randn(16)
+
+    def score(i, j):
+        rq = nb.rotate(q.expand(1, 1, 32, 16), cos, sin)[0, 0, i]
+        rk = nb.rotate(k.expand(1, 1, 32, 16), cos, sin)[0, 0, j]
+        return rq @ rk
+
+    assert torch.allclose(score(3, 7), score(20, 24), atol=1e-5)
+    assert not torch.allclose(score(3, 7), score(3, 9), atol=1e-3)
+    x = torch.randn(2, 3, 32, 16)
+    assert torch.allclose(nb.rotate(x, cos, sin).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+
+
+def test_rope_model_has_no_position_table_and_round_trips(nb, cfg, tokenizer, tmp_path):
+    kwargs = {**nb.model_kwargs(cfg, len(tokenizer)), "position": "rope"}
+    model = nb.DiffusionLM(**kwargs).eval()
+    assert model.pos_emb is None and "rope_cos" not in model.state_dict()
+    model.save_pretrained(tmp_path)
+    reloaded = nb.DiffusionLM.from_pretrained(tmp_path, strict=True)
+    x = torch.randint(len(tokenizer), (2, cfg.seq_len))
+    t = torch.tensor([2, 9])
+    assert torch.equal(model(x, t), reloaded(x, t))
+    assert nb.count_parameters(model) == nb.count_parameters(nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))) - (
+        cfg.seq_len * cfg.d_model
+    )

@@ -134,3 +134,38 @@ def test_only_the_latest_checkpoints_are_kept(nb, cfg, model, tokenizer, stories
     best_step, best_loss = min(history["val"][1:], key=lambda entry: entry[1])
     best_history = json.loads((tmp_path / "run" / "best" / "history.json").read_text())
     assert best_history["val"][-1] == [best_step, best_loss]
+
+
+def test_every_random_generator_is_restored(nb):
+    import random
+
+    import numpy as np
+
+    data_rng = torch.Generator().manual_seed(3)
+    saved = nb.rng_states(data_rng)
+    expected = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=data_rng))
+    nb.set_rng_states(saved, data_rng)
+    again = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=data_rng))
+    assert expected == again
+
+
+def test_a_training_state_that_would_run_code_is_refused(nb, cfg, model, tokenizer, stories, tmp_path):
+    cfg = dataclasses.replace(cfg, micro_steps=10, checkpoints_per_run=1, evals_per_run=1)
+    stream, val = tiny_run(nb, cfg, tokenizer, stories)
+    nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    state_file = tmp_path / "run" / "step-00000010" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    state["payload"] = Exploit()
+    torch.save(state, state_file)
+    with pytest.raises(
+        ValueError, match=r"Cannot resume from .*step-00000010: trainer_state.pt holds objects.*could run code"
+    ):
+        nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    assert not Exploit.ran
+
+
+class Exploit:
+    ran = False
+
+    def __reduce__(self):
+        return (setattr, (Exploit, "ran", True))

@@ -29,7 +29,7 @@ def test_evaluation_is_deterministic(nb, model, tokenizer, cfg, stories):
     first = nb.evaluate(model, blocks, cfg, tokenizer, "cpu")
     torch.rand(100)  # the global RNG must not matter
     assert nb.evaluate(model, blocks, cfg, tokenizer, "cpu") == first
-    assert math.isfinite(first)
+    assert math.isfinite(first["loss"]) and math.isfinite(first["nelbo"])
 
 
 def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories, tmp_path):
@@ -43,3 +43,4 @@ def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories, tmp
     assert [step for step, _ in history["train"]] == list(range(10, 41, 10))
     losses = [loss for _, loss in history["val"]]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.5
+    assert [step for step, _ in history["nelbo"]] == steps and history["nelbo"][-1][1] < history["nelbo"][0][1]
