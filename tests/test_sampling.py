@@ -88,3 +88,86 @@ def test_gif_frames_are_written_and_reloaded(nb, model, tokenizer, tmp_path):
     assert gif.shape[0] == len(trajectory) and gif.shape[1:3] == frames[0].shape[:2]
     n_to_fill = tokens.shape[1] - len(prompt_ids(nb, tokenizer)[0])
     assert texts[0] == PROMPTS[0] + "█" * n_to_fill and "█" not in texts[-1]
+
+
+def test_ancestral_sampler_keeps_prompts_and_revealed_tokens_and_finishes(nb, model, tokenizer):
+    tokens, trajectory = nb.generate(
+        model, tokenizer, PROMPTS, 24, 8, top_k=20, generator=torch.Generator().manual_seed(0), sampler="ancestral"
+    )
+    for row, ids in zip(tokens, prompt_ids(nb, tokenizer), strict=True):
+        assert row[: len(ids)].tolist() == ids
+    assert not (tokens == tokenizer.mask_token_id).any()
+    for before, after in itertools.pairwise(trajectory):
+        revealed = before != tokenizer.mask_token_id
+        assert torch.equal(after[revealed], before[revealed])
+    remaining = [int((state == tokenizer.mask_token_id).sum()) for state in trajectory]
+    assert remaining[0] > remaining[len(remaining) // 2] > remaining[-1] == 0
+
+
+def test_semi_autoregressive_blocks_fill_left_to_right(nb, model, tokenizer):
+    tokens, trajectory = nb.generate(
+        model, tokenizer, PROMPTS[:1], 24, 12, generator=torch.Generator().manual_seed(0), block_size=8
+    )
+    start = len(prompt_ids(nb, tokenizer)[0])
+    rounds = len(trajectory) - 1
+    assert rounds in (4, 8, 12)  # 12 // 3 rounds for each of 3 blocks of 8, fewer if a story ends early
+    for state in trajectory:
+        hidden = (state[0, start:] == tokenizer.mask_token_id).view(3, 8)
+        for block in range(2):  # a block is touched only once the block before it is complete
+            if hidden[block].any():
+                assert hidden[block + 1].all()
+    assert not (tokens == tokenizer.mask_token_id).any()
+
+
+def test_blocks_after_the_end_of_a_story_are_skipped(nb, model, tokenizer):
+    def favour_eos(module, inputs, logits):
+        return logits.index_add(-1, torch.tensor([tokenizer.eos_token_id]), torch.full((*logits.shape[:-1], 1), 50.0))
+
+    model.head.register_forward_hook(favour_eos)
+    tokens, _ = nb.generate(model, tokenizer, PROMPTS[:1], 24, 12, temperature=0, block_size=8)
+    start = len(prompt_ids(nb, tokenizer)[0])
+    generated = tokens[0, start:]
+    assert (generated[:8] == tokenizer.eos_token_id).any()
+    assert (generated[8:] == tokenizer.pad_token_id).all()
+
+
+def test_infilling_fills_masks_anywhere_and_keeps_the_rest(nb, model, tokenizer):
+    prompt = "Tom had a " + "[MASK]" * 3 + " and a big " + "[MASK]" * 2 + ". The end."
+    tokens, _ = nb.generate(model, tokenizer, [prompt], 0, 5, generator=torch.Generator().manual_seed(0))
+    template = torch.tensor(tokenizer.encode(nb.format_story(prompt, finished=False)))
+    holes = template == tokenizer.mask_token_id
+    assert holes.sum() == 5 and tokens.shape == (1, len(template))
+    assert torch.equal(tokens[0][~holes], template[~holes])
+    assert not (tokens == tokenizer.mask_token_id).any()
+    assert nb.decode_story(tokenizer, tokens[0]).startswith("Tom had a ")
+
+
+def test_unknown_sampler_is_a_clear_error(nb, model, tokenizer):
+    with pytest.raises(ValueError, match="Unknown sampler 'greedy'; choose one of"):
+        nb.generate(model, tokenizer, PROMPTS, 8, 4, sampler="greedy")
+
+
+def test_sample_quality_statistics(nb, tokenizer):
+    prefix = tokenizer.encode(nb.CHAT_PREFIX)
+    eos = tokenizer.eos_token_id
+    looping = prefix + tokenizer.encode("the dog ran the dog ran") + [eos]
+    unfinished = prefix + tokenizer.encode("a cat sat")
+    width = max(len(looping), len(unfinished))
+    rows = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in (looping, unfinished)]
+    report = nb.sample_quality(tokenizer, torch.tensor(rows))
+    # words: the dog ran the dog ran | a cat sat
+    assert report["distinct-1"] == pytest.approx(6 / 9)
+    assert report["distinct-2"] == pytest.approx(5 / 7)  # the-dog, dog-ran, ran-the, a-cat, cat-sat
+    assert report["distinct-3"] == pytest.approx(4 / 5)
+    assert report["repetition"] == pytest.approx((1 / 4 + 0) / 2)  # "the dog ran" comes back once
+    assert report["ended"] == 0.5 and report["length"] == 4.5
+
+
+def test_sampler_comparison_covers_each_sampler_and_step_count(nb, model, tokenizer, cfg):
+    rows = nb.compare_samplers(model, tokenizer, cfg, "cpu", n_samples=2)
+    T = cfg.diffusion_steps
+    assert [(r["sampler"], r["steps"]) for r in rows] == [
+        (name, steps) for name in ("confidence", "ancestral", "semi-AR (blocks of 32)") for steps in (T // 4, T // 2, T)
+    ]
+    table = nb.format_table(rows)
+    assert table.splitlines()[0].startswith("| sampler | steps | distinct-1 |") and len(table.splitlines()) == 11
