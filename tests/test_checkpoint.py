@@ -6,7 +6,13 @@ import torch
 
 @pytest.fixture()
 def saved(nb, model, tokenizer, cfg, tmp_path):
-    history = {"train": [[10, 5.0]], "val": [[0, 6.0], [60, 5.0]]}
+    history = {
+        "train": [[10, 5.0]],
+        "val": [[0, 6.0], [60, 5.0]],
+        "ema_val": [[0, 6.0], [60, 4.9]],
+        "nelbo": [[0, 6.1], [60, 4.5]],
+        "ema_nelbo": [[0, 6.1], [60, 4.4]],
+    }
     nb.save_checkpoint(tmp_path / "final", model, tokenizer, cfg, history, "synthetic")
     return tmp_path / "final", history
 
@@ -105,7 +111,7 @@ def test_hub_folder_has_card_plot_and_gif_and_still_loads(nb, model, tokenizer, 
     nb.save_gif([nb.render_frames(["a █"], ["step 0"])[0]] * 2, gif)
     nb.prepare_hub_folder(folder, model, cfg, history, gif, "me/tiny-diffusion")
     card = (folder / "README.md").read_text()
-    assert "license: cdla-sharing-1.0" in card and "| 60 | 5.0000 |" in card
+    assert "license: cdla-sharing-1.0" in card and "| 60 | 5.0000 | 4.9000 | 4.5000 | 4.4000 |" in card
     assert 'load_pretrained("me/tiny-diffusion")' in card and "T=16" in card
     assert (folder / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "inference.gif").read_bytes() == gif.read_bytes()

@@ -109,7 +109,7 @@ def test_other_settings_are_refused_or_moved_aside(nb, cfg, model, tokenizer, st
         nb.train(model, other, stream, val, tokenizer, "cpu", tmp_path / "run", "data-b")
     assert (tmp_path / "run" / "step-00000020").is_dir()  # nothing was touched
 
-    history = nb.train(model, other, stream, val, tokenizer, "cpu", tmp_path / "run", "data-b", fresh_start=True)
+    history, _ = nb.train(model, other, stream, val, tokenizer, "cpu", tmp_path / "run", "data-b", fresh_start=True)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
     assert len(aside) == 1 and (aside[0] / "step-00000020" / "model.safetensors").is_file()
     assert history["val"][0][0] == 0  # started over
@@ -120,16 +120,17 @@ def test_other_settings_are_refused_or_moved_aside(nb, cfg, model, tokenizer, st
 def test_a_finished_run_is_not_trained_again(nb, cfg, model, tokenizer, stories, tmp_path, capsys):
     cfg = dataclasses.replace(cfg, micro_steps=10, checkpoints_per_run=1, evals_per_run=1)
     stream, val = tiny_run(nb, cfg, tokenizer, stories)
-    first = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
-    again = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    first, first_ema = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    again, again_ema = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
     assert json.loads(json.dumps(first)) == again
+    assert all(torch.equal(a, b) for a, b in zip(first_ema.parameters(), again_ema.parameters(), strict=True))
     assert "10 of 10 optimizer updates already done" in capsys.readouterr().out
 
 
 def test_only_the_latest_checkpoints_are_kept(nb, cfg, model, tokenizer, stories, tmp_path):
     cfg = dataclasses.replace(cfg, micro_steps=50, checkpoints_per_run=5, keep_checkpoints=2, evals_per_run=5)
     stream, val = tiny_run(nb, cfg, tokenizer, stories)
-    history = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    history, _ = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best", "step-00000040", "step-00000050"]
     best_step, best_loss = min(history["val"][1:], key=lambda entry: entry[1])
     best_history = json.loads((tmp_path / "run" / "best" / "history.json").read_text())

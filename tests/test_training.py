@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def test_schedule_warms_up_then_decays_to_zero_at_the_last_update(nb):
@@ -37,10 +38,32 @@ def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories, tmp
     val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), cfg.seq_len, 32)
     short = dataclasses.replace(cfg, micro_steps=40, grad_accum=2, warmup_steps=4, evals_per_run=2, log_every=5)
     torch.manual_seed(0)
-    history = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+    history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
     steps = [step for step, _ in history["val"]]
     assert steps == [0, 20, 40]  # reported in micro-steps: 20 updates of 2 micro-batches
     assert [step for step, _ in history["train"]] == list(range(10, 41, 10))
     losses = [loss for _, loss in history["val"]]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.5
     assert [step for step, _ in history["nelbo"]] == steps and history["nelbo"][-1][1] < history["nelbo"][0][1]
+    assert [step for step, _ in history["ema_val"]] == steps and history["ema_val"][-1][1] < history["ema_val"][0][1]
+
+
+def test_ema_tracks_an_exponential_average_of_the_weights(nb, model, tokenizer, cfg, stories, tmp_path):
+    stream = nb.tokenize_stories(tokenizer, stories[:250])
+    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), cfg.seq_len, 16)
+    short = dataclasses.replace(cfg, micro_steps=4, warmup_steps=1, evals_per_run=1, ema_decay=0.7)
+    snapshots = [model.ln_f.weight.detach().clone()]  # the average starts from the initial weights
+    handle = register_optimizer_step_post_hook(
+        lambda optimizer, args, kwargs: snapshots.append(model.ln_f.weight.detach().clone())
+    )
+    try:
+        _, ema = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+    finally:
+        handle.remove()
+    expected = snapshots[0]
+    for weights in snapshots[1:]:
+        expected = 0.7 * expected + 0.3 * weights
+    assert len(snapshots) == 5
+    assert torch.allclose(ema.ln_f.weight, expected, atol=1e-6)
+    assert not torch.allclose(ema.ln_f.weight, model.ln_f.weight)
+    assert ema.head.weight is ema.tok_emb.weight
