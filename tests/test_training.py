@@ -67,3 +67,9 @@ def test_ema_tracks_an_exponential_average_of_the_weights(nb, model, tokenizer, 
     assert torch.allclose(ema.ln_f.weight, expected, atol=1e-6)
     assert not torch.allclose(ema.ln_f.weight, model.ln_f.weight)
     assert ema.head.weight is ema.tok_emb.weight
+
+
+def test_final_weights_are_the_better_of_raw_and_ema(nb):
+    raw, ema = object(), object()
+    assert nb.pick_final_weights(raw, ema, {"val": [[0, 6.0], [9, 4.0]], "ema_val": [[0, 6.0], [9, 3.9]]}) is ema
+    assert nb.pick_final_weights(raw, ema, {"val": [[0, 6.0], [9, 4.0]], "ema_val": [[0, 6.0], [9, 4.0]]}) is raw
