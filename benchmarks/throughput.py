@@ -1,0 +1,159 @@
+"""Training and sampling speed of the notebook's own code, for each RUN_MODE's shape. Prints one table.
+
+    python benchmarks/throughput.py                      # smoke and quick shapes; budget_100 too on a GPU
+    python benchmarks/throughput.py --modes budget_100 --steps 3
+
+Training: the notebook's `training_loss` + AdamW update on random tokens already on the device (no data loading),
+`grad_accum` micro-batches per update, after warm-up updates. FLOPs per trained token are counted from the shapes:
+a forward pass costs 2 FLOPs per multiply-add; backward twice the forward.
+
+    forward = 2 * (blocks' matrix parameters)                 # QKV, output projection, MLP
+            + 4 * n_layers * seq_len * d_model                # attention scores and weighted sum
+            + 2 * d_model * vocab * masked_share              # output layer, run at masked positions only (~1/2)
+    train   = 3 * forward
+
+MFU divides achieved FLOP/s by a measured matmul peak on the same device (bf16 8192^3 on a GPU, fp32 2048^3 on the
+CPU), not by a datasheet figure. Sampling: `generate` with T steps and gen_len new tokens, batch 1 (latency) and
+batch 64 (throughput, stories/s).
+"""
+
+import argparse
+import dataclasses
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from notebook_defs import load_definitions  # noqa: E402
+from synthetic_stories import make_stories  # noqa: E402
+
+
+def synchronize(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device):
+    n, dtype = (8192, torch.bfloat16) if device == "cuda" else (2048, torch.float32)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    synchronize(device)
+    start, reps = time.perf_counter(), 10
+    for _ in range(reps):
+        a @ b
+    synchronize(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def train_flops_per_token(model, cfg):
+    matrices = sum(p.numel() for name, p in model.blocks.named_parameters() if p.dim() == 2)
+    attention = 4 * cfg.n_layers * cfg.seq_len * cfg.d_model
+    masked_share = (cfg.diffusion_steps + 1) / (2 * cfg.diffusion_steps)  # mean of t/T for t ~ U{1..T}
+    head = 2 * cfg.d_model * model.config["vocab_size"] * masked_share
+    return 3 * (2 * matrices + attention + head)
+
+
+def time_training(nb, cfg, tokenizer, device, steps, warmup):
+    torch.manual_seed(0)
+    model = nb.DiffusionLM(**nb.model_kwargs(cfg, cfg.vocab_size)).to(device)
+    optimizer = nb.make_optimizer(model, cfg, device)
+    protected, mask_id = nb.special_ids(tokenizer)
+    protected = protected.to(device)
+    batches = torch.randint(10, cfg.vocab_size, (cfg.grad_accum, cfg.batch_size, cfg.seq_len), device=device)
+
+    def update():
+        for x in batches:
+            with nb.autocast(device):
+                loss = nb.training_loss(model, x, cfg.diffusion_steps, mask_id, protected) / cfg.grad_accum
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        update()
+    synchronize(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        update()
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    return model, seconds
+
+
+def time_sampling(nb, model, tokenizer, cfg, device, batch):
+    prompts = ["Once upon a time"] * batch
+    nb.generate(model, tokenizer, prompts, cfg.gen_len, 2, device=device)  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    nb.generate(model, tokenizer, prompts, cfg.gen_len, cfg.diffusion_steps, cfg.temperature, cfg.top_k, device)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def main():
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["smoke", "quick"] + (["budget_100"] if device == "cuda" else []))
+    parser.add_argument("--steps", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")
+    parser.add_argument("--warmup", type=int, default=5 if device == "cuda" else 1)
+    args = parser.parse_args()
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    nb = load_definitions()
+    tokenizer = nb.train_tokenizer(make_stories(300), 400)  # only for prompts and special-token ids
+    peak = matmul_peak(device)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; measured matmul peak {peak / 1e12:.1f} TFLOP/s; torch {torch.__version__}")
+    header = (
+        "mode",
+        "params",
+        "tokens/update",
+        "ms/update",
+        "tokens/s",
+        "GFLOP/token",
+        "MFU",
+        "peak memory",
+        "sample b=1 (s)",
+        "stories/s b=64",
+    )
+    rows = []
+    for mode in args.modes:
+        cfg = dataclasses.replace(nb.get_config(mode), dropout=0.0)
+        model, seconds = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup)
+        tokens = cfg.grad_accum * cfg.batch_size * cfg.seq_len
+        flops = train_flops_per_token(model, cfg)
+        memory = (
+            torch.cuda.max_memory_allocated()
+            if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        )
+        latency = time_sampling(nb, model, tokenizer, cfg, device, 1)
+        throughput = 64 / time_sampling(nb, model, tokenizer, cfg, device, 64)
+        rows.append(
+            (
+                mode,
+                f"{nb.count_parameters(model) / 1e6:.1f}M",
+                f"{tokens:,}",
+                f"{seconds * 1e3:.0f}",
+                f"{tokens / seconds:,.0f}",
+                f"{flops / 1e9:.3f}",
+                f"{tokens / seconds * flops / peak:.1%}",
+                f"{memory / 2**30:.2f} GiB" + ("" if device == "cuda" else " (host RSS)"),
+                f"{latency:.2f}",
+                f"{throughput:.1f}",
+            )
+        )
+        del model
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
