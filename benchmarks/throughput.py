@@ -138,7 +138,7 @@ def main():
         rows.append(
             (
                 mode,
-                f"{nb.count_parameters(model) / 1e6:.1f}M",
+                f"{nb.count_parameters(model) / 1e6:.2f}M",
                 f"{tokens:,}",
                 f"{seconds * 1e3:.0f}",
                 f"{tokens / seconds:,.0f}",

@@ -32,3 +32,15 @@ def test_install_cell_and_requirements_txt_agree(nb):
     assert sorted(nb.REQUIREMENTS.values()) == sorted(lines)
     for module, requirement in nb.REQUIREMENTS.items():
         assert re.split("[<>=]", requirement)[0].replace("-", "_") == module
+
+
+def test_papermill_parameters_cell_holds_the_run_settings():
+    import json
+
+    from notebook_defs import NOTEBOOK
+
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    tagged = ["".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("RUN_MODE", "DATA_PATH", "OUTPUT_DIR", "CHECKPOINT", "FRESH_START", "HUB_REPO_ID", "BASELINE"):
+        assert f"{name} = os.environ.get(" in tagged[0]
