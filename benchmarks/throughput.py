@@ -1,7 +1,7 @@
 """Training and sampling speed of the notebook's own code, for each RUN_MODE's shape. Prints one table.
 
     python benchmarks/throughput.py                      # smoke and quick shapes; budget_100 too on a GPU
-    python benchmarks/throughput.py --modes budget_100 --steps 3
+    python benchmarks/throughput.py --modes budget_100 --steps 3 --compile both
 
 Training: the notebook's `training_loss` + AdamW update on random tokens already on the device (no data loading),
 `grad_accum` micro-batches per update, after warm-up updates. FLOPs per trained token are counted from the shapes:
@@ -56,9 +56,10 @@ def train_flops_per_token(model, cfg):
     return 3 * (2 * matrices + attention + head)
 
 
-def time_training(nb, cfg, tokenizer, device, steps, warmup):
+def time_training(nb, cfg, tokenizer, device, steps, warmup, compiled):
     torch.manual_seed(0)
     model = nb.DiffusionLM(**nb.model_kwargs(cfg, cfg.vocab_size)).to(device)
+    execution = nb.compile_blocks(model, compiled)
     optimizer = nb.make_optimizer(model, cfg, device)
     protected, mask_id = nb.special_ids(tokenizer)
     protected = protected.to(device)
@@ -83,7 +84,7 @@ def time_training(nb, cfg, tokenizer, device, steps, warmup):
         update()
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    return model, seconds
+    return model, seconds, execution
 
 
 def time_sampling(nb, model, tokenizer, cfg, device, batch):
@@ -102,6 +103,12 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["smoke", "quick"] + (["budget_100"] if device == "cuda" else []))
     parser.add_argument("--steps", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")
     parser.add_argument("--warmup", type=int, default=5 if device == "cuda" else 1)
+    parser.add_argument(
+        "--compile",
+        choices=["off", "on", "both"],
+        default="both" if device == "cuda" else "off",
+        help="time eager blocks, compiled blocks, or both (a row each)",
+    )
     args = parser.parse_args()
 
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -112,6 +119,7 @@ def main():
     print(f"device: {name}; measured matmul peak {peak / 1e12:.1f} TFLOP/s; torch {torch.__version__}")
     header = (
         "mode",
+        "blocks",
         "params",
         "tokens/update",
         "ms/update",
@@ -123,9 +131,10 @@ def main():
         "stories/s b=64",
     )
     rows = []
-    for mode in args.modes:
+    choices = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    for mode, compiled in [(mode, compiled) for mode in args.modes for compiled in choices]:
         cfg = dataclasses.replace(nb.get_config(mode), dropout=0.0)
-        model, seconds = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup)
+        model, seconds, execution = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup, compiled)
         tokens = cfg.grad_accum * cfg.batch_size * cfg.seq_len
         flops = train_flops_per_token(model, cfg)
         memory = (
@@ -138,6 +147,7 @@ def main():
         rows.append(
             (
                 mode,
+                execution,
                 f"{nb.count_parameters(model) / 1e6:.2f}M",
                 f"{tokens:,}",
                 f"{seconds * 1e3:.0f}",
