@@ -150,3 +150,20 @@ def test_push_uploads_the_prepared_folder(nb, saved, monkeypatch):
         ("create", "me/tiny-diffusion", True),
         ("upload", str(folder), "me/tiny-diffusion"),
     ]
+
+
+def test_the_averaged_weights_save_and_load_like_the_model(nb, model, tokenizer, cfg, tmp_path):
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.5))
+    ema.update_parameters(model)
+    with torch.no_grad():
+        model.tok_emb.weight.add_(1.0)
+    ema.update_parameters(model)
+    history = {"train": [], "val": [[0, 6.0]], "ema_val": [[0, 5.0]], "nelbo": [[0, 6.0]], "ema_nelbo": [[0, 5.0]]}
+    chosen = nb.pick_final_weights(model, ema.module, history)
+    assert chosen is ema.module
+    nb.save_checkpoint(tmp_path / "final", chosen, tokenizer, cfg, history, "synthetic")
+    reloaded, *_ = nb.load_checkpoint(tmp_path / "final")
+    assert same_logits(ema.module, reloaded, len(tokenizer), cfg)
+    assert not same_logits(model, reloaded, len(tokenizer), cfg)
