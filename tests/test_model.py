@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 
@@ -64,3 +65,18 @@ def test_rope_model_has_no_position_table_and_round_trips(nb, cfg, tokenizer, tm
     assert nb.count_parameters(model) == nb.count_parameters(nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))) - (
         cfg.seq_len * cfg.d_model
     )
+
+
+def test_the_reference_embedding_init_starts_far_above_uniform(nb, tokenizer, cfg):
+    """N(0, 1) on the tied embedding (the reference's init) gives huge first logits; N(0, 0.02) does not."""
+    protected, mask_id = nb.special_ids(tokenizer)
+    x = torch.randint(10, len(tokenizer), (8, cfg.seq_len))
+    t = torch.full((8,), cfg.diffusion_steps // 2)
+    noisy, hidden = nb.corrupt(x, t, cfg.diffusion_steps, mask_id, protected, torch.Generator().manual_seed(0))
+    losses = {}
+    for std in (0.02, 1.0):
+        torch.manual_seed(0)
+        model = nb.DiffusionLM(**{**nb.model_kwargs(cfg, len(tokenizer)), "embedding_std": std}).eval()
+        assert model.tok_emb.weight.std().item() == pytest.approx(std, rel=0.05)
+        losses[std] = nb.masked_cross_entropy(model, noisy, t, x, hidden).item()
+    assert abs(losses[0.02] - math.log(len(tokenizer))) < 0.1 and losses[1.0] > 3 * math.log(len(tokenizer))

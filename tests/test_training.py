@@ -73,3 +73,10 @@ def test_final_weights_are_the_better_of_raw_and_ema(nb):
     raw, ema = object(), object()
     assert nb.pick_final_weights(raw, ema, {"val": [[0, 6.0], [9, 4.0]], "ema_val": [[0, 6.0], [9, 3.9]]}) is ema
     assert nb.pick_final_weights(raw, ema, {"val": [[0, 6.0], [9, 4.0]], "ema_val": [[0, 6.0], [9, 4.0]]}) is raw
+
+
+def test_the_reference_schedule_only_decays_half_way(nb):
+    cfg = dataclasses.replace(nb.get_config("budget_100"), schedule_length="micro_steps")
+    last = nb.lr_at(cfg.optimizer_steps - 1, cfg)
+    assert 0.45 * cfg.lr < last < 0.55 * cfg.lr  # cosine sized for 60k steps, stepped 30k times
+    assert nb.lr_at(cfg.optimizer_steps - 1, nb.get_config("budget_100")) == pytest.approx(0.0, abs=1e-12)

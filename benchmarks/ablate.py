@@ -1,0 +1,130 @@
+"""Recipe ablations: train each variant of the notebook's config on the same data and tokens, print one table.
+
+    python benchmarks/ablate.py                       # small scale (CPU-sized), ../shared/data/tinystories
+    python benchmarks/ablate.py --scale quick         # the notebook's quick mode, for a GPU
+    python benchmarks/ablate.py --variants reference fixed rope
+
+Every variant is one set of Config values, so anything here can be reproduced in the notebook by setting the same
+values. Validation uses held-out stories (the V2-GPT4 validation file) and the notebook's deterministic `evaluate`:
+the reference's pooled masked-token loss and the negative ELBO with its perplexity bound.
+"""
+
+import argparse
+import dataclasses
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from notebook_defs import load_definitions  # noqa: E402
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinystories"
+VARIANTS = {
+    "reference": {"embedding_std": 1.0, "schedule_length": "micro_steps"},  # its init and its half-way schedule
+    "fixed": {},  # the notebook's defaults: N(0, 0.02) embedding, schedule over optimizer updates
+    "rope": {"position": "rope"},
+    "rope, lr x3": {"position": "rope", "lr_scale": 3.0},
+    "no dropout": {"dropout": 0.0},
+}
+SMALL = {  # a shape two CPU cores train in a couple of minutes
+    "n_train_stories": 10_000,
+    "n_val_stories": 300,
+    "n_tokenizer_stories": 5_000,
+    "vocab_size": 2048,
+    "seq_len": 128,
+    "d_model": 128,
+    "n_layers": 4,
+    "n_heads": 4,
+    "d_ff": 512,
+    "diffusion_steps": 64,
+    "micro_steps": 800,
+    "batch_size": 16,
+    "grad_accum": 2,
+    "lr": 1e-3,
+    "warmup_steps": 20,
+    "eval_batches": 8,
+    "evals_per_run": 4,
+    "log_every": 50,
+    "checkpoints_per_run": 1,
+    "train_baseline": False,
+}
+
+
+def variant_config(nb, scale, overrides):
+    base = nb.get_config("quick")
+    if scale == "small":
+        base = dataclasses.replace(base, **SMALL)
+    overrides = dict(overrides)
+    lr_scale = overrides.pop("lr_scale", 1.0)
+    return dataclasses.replace(base, mode=f"ablate-{scale}", lr=base.lr * lr_scale, **overrides)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["small", "quick"], default="small")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    default_data = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)
+    parser.add_argument("--data", default=default_data, help="DATA_PATH: local TinyStories, validation file included")
+    args = parser.parse_args()
+    if not args.data:
+        parser.error(f"no data: pass --data (no {SHARED} here)")
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    nb = load_definitions()
+    base = variant_config(nb, args.scale, {})
+    train_stories, val_stories = nb.load_stories(args.data, base.n_train_stories, base.n_val_stories)
+    work = Path(tempfile.mkdtemp(prefix="ablate-"))
+    tokenizer = nb.cached_tokenizer(train_stories[: base.n_tokenizer_stories], base.vocab_size, work / "cache")
+    stream = nb.cached_token_stream(tokenizer, train_stories, work / "cache")
+    val = nb.fixed_blocks(
+        nb.cached_token_stream(tokenizer, val_stories, work / "cache"),
+        base.seq_len,
+        base.eval_batches * base.batch_size,
+    )
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(
+        f"{name}; {args.scale} scale; {base.micro_steps * base.batch_size * base.seq_len:,} training tokens per "
+        f"variant; {len(val)} validation blocks of {base.seq_len}"
+    )
+
+    rows = []
+    for label in args.variants:
+        cfg = variant_config(nb, args.scale, VARIANTS[label])
+        torch.manual_seed(cfg.seed)
+        model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer))).to(device)
+        nb.compile_blocks(model, cfg.compile and device == "cuda")
+        start = time.perf_counter()
+        history, ema = nb.train(model, cfg, stream, val, tokenizer, device, work / label.replace(" ", "_"))
+        seconds = time.perf_counter() - start
+        final = nb.evaluate(nb.pick_final_weights(model, ema, history), val, cfg, tokenizer, device)
+        rows.append(
+            (
+                label,
+                f"{history['val'][0][1]:.3f}",
+                f"{final['loss']:.4f}",
+                f"{final['nelbo']:.4f}",
+                f"{math.exp(final['nelbo']):.1f}",
+                f"{cfg.micro_steps * cfg.batch_size * cfg.seq_len / seconds:,.0f}",
+            )
+        )
+    shutil.rmtree(work)
+    header = (
+        "variant",
+        "initial loss",
+        "val loss (reference metric)",
+        "NELBO nats/token",
+        "perplexity bound",
+        "tokens/s (incl. eval)",
+    )
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
