@@ -34,3 +34,15 @@ def tokenizer(nb, stories):
 def model(nb, cfg, tokenizer):
     torch.manual_seed(0)
     return nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(nb, tokenizer, stories):
+    """(training stream, validation blocks): 250 stories to train on, the other 50 cut into n_val_blocks blocks."""
+    stream = nb.tokenize_stories(tokenizer, stories[:250])
+    held_out = nb.tokenize_stories(tokenizer, stories[250:])
+
+    def make(seq_len, n_val_blocks=16):
+        return stream, nb.fixed_blocks(held_out, seq_len, n_val_blocks)
+
+    return make

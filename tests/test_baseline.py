@@ -53,11 +53,10 @@ def test_generative_perplexity_scores_the_story_up_to_eos(nb, causal_model, toke
     assert nb.generative_perplexity(model, tokenizer, torch.tensor([row]), "cpu") == pytest.approx(expected, rel=1e-5)
 
 
-def test_the_baseline_trains_and_is_opt_in_for_the_full_run(nb, causal_model, tokenizer, stories, tmp_path):
+def test_the_baseline_trains_and_is_opt_in_for_the_full_run(nb, causal_model, tokenizer, tiny_data, tmp_path):
     model, ar_cfg = causal_model
     short = dataclasses.replace(ar_cfg, micro_steps=30, warmup_steps=3, evals_per_run=1)
-    stream = nb.tokenize_stories(tokenizer, stories[:250])
-    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), short.seq_len, 16)
+    stream, val = tiny_data(short.seq_len)
     history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
     assert history["val"][-1][1] < history["val"][0][1] - 0.5
     assert nb.get_config("quick").train_baseline and not nb.get_config("budget_100").train_baseline

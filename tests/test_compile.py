@@ -5,10 +5,9 @@ import dataclasses
 import torch
 
 
-def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, tokenizer, stories, tmp_path):
+def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, tokenizer, tiny_data, tmp_path):
     short = dataclasses.replace(cfg, micro_steps=20, warmup_steps=2, evals_per_run=2, log_every=5)
-    stream = nb.tokenize_stories(tokenizer, stories[:250])
-    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), short.seq_len, 16)
+    stream, val = tiny_data(short.seq_len)
     histories = []
     for enabled, expected in ((False, "eager"), (True, "compiled")):
         torch.manual_seed(0)

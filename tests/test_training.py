@@ -33,9 +33,8 @@ def test_evaluation_is_deterministic(nb, model, tokenizer, cfg, stories):
     assert math.isfinite(first["loss"]) and math.isfinite(first["nelbo"])
 
 
-def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories, tmp_path):
-    stream = nb.tokenize_stories(tokenizer, stories[:250])
-    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), cfg.seq_len, 32)
+def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, tiny_data, tmp_path):
+    stream, val = tiny_data(cfg.seq_len, n_val_blocks=32)
     short = dataclasses.replace(cfg, micro_steps=40, grad_accum=2, warmup_steps=4, evals_per_run=2, log_every=5)
     torch.manual_seed(0)
     history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
@@ -48,9 +47,8 @@ def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, stories, tmp
     assert [step for step, _ in history["ema_val"]] == steps and history["ema_val"][-1][1] < history["ema_val"][0][1]
 
 
-def test_ema_tracks_an_exponential_average_of_the_weights(nb, model, tokenizer, cfg, stories, tmp_path):
-    stream = nb.tokenize_stories(tokenizer, stories[:250])
-    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[250:]), cfg.seq_len, 16)
+def test_ema_tracks_an_exponential_average_of_the_weights(nb, model, tokenizer, cfg, tiny_data, tmp_path):
+    stream, val = tiny_data(cfg.seq_len)
     short = dataclasses.replace(cfg, micro_steps=4, warmup_steps=1, evals_per_run=1, ema_decay=0.7)
     snapshots = [model.ln_f.weight.detach().clone()]  # the average starts from the initial weights
     handle = register_optimizer_step_post_hook(
