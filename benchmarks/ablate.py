@@ -24,12 +24,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from notebook_defs import load_definitions  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinystories"
-VARIANTS = {
+VARIANTS = {  # each a change of one or two Config values from "fixed"
     "reference": {"embedding_std": 1.0, "schedule_length": "micro_steps"},  # its init and its half-way schedule
     "fixed": {},  # the notebook's defaults: N(0, 0.02) embedding, schedule over optimizer updates
     "rope": {"position": "rope"},
-    "rope, lr x3": {"position": "rope", "lr_scale": 3.0},
+    "adaLN time": {"time_conditioning": "adaln"},
+    "no time input": {"time_conditioning": "none"},
+    "SwiGLU": {"mlp": "swiglu"},
+    "no biases": {"bias": False},
+    "QK-norm": {"qk_norm": True},
+    "ELBO weighting": {"loss_weighting": "elbo"},
+    "stratified t": {"t_sampling": "stratified"},
+    "lr x3": {"lr_scale": 3.0},
     "no dropout": {"dropout": 0.0},
+    "betas 0.9/0.99": {"adam_betas": (0.9, 0.99)},
+    "no weight decay": {"weight_decay": 0.0},
+    "no decay on embeddings": {"decay_embeddings": False},
 }
 SMALL = {  # a shape two CPU cores train in a couple of minutes
     "n_train_stories": 10_000,
@@ -92,6 +102,15 @@ def main():
         f"variant; {len(val)} validation blocks of {base.seq_len}"
     )
 
+    header = (
+        "variant",
+        "parameters",
+        "initial loss",
+        "val loss (reference metric)",
+        "NELBO nats/token",
+        "perplexity bound",
+        "tokens/s (incl. eval)",
+    )
     rows = []
     for label in args.variants:
         cfg = variant_config(nb, args.scale, VARIANTS[label])
@@ -105,6 +124,7 @@ def main():
         rows.append(
             (
                 label,
+                f"{nb.count_parameters(model) / 1e6:.2f}M",
                 f"{history['val'][0][1]:.3f}",
                 f"{final['loss']:.4f}",
                 f"{final['nelbo']:.4f}",
@@ -112,15 +132,8 @@ def main():
                 f"{cfg.micro_steps * cfg.batch_size * cfg.seq_len / seconds:,.0f}",
             )
         )
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)  # each row as it comes: long runs show progress
     shutil.rmtree(work)
-    header = (
-        "variant",
-        "initial loss",
-        "val loss (reference metric)",
-        "NELBO nats/token",
-        "perplexity bound",
-        "tokens/s (incl. eval)",
-    )
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -68,7 +68,7 @@ def time_training(nb, cfg, tokenizer, device, steps, warmup, compiled):
     def update():
         for x in batches:
             with nb.autocast(device):
-                loss = nb.training_loss(model, x, cfg.diffusion_steps, mask_id, protected) / cfg.grad_accum
+                loss = nb.training_loss(model, x, cfg, mask_id, protected) / cfg.grad_accum
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()

@@ -36,7 +36,7 @@ def test_next_token_loss_and_exact_validation_nll(nb, causal_model, tokenizer, c
     assert torch.allclose(losses, manual.flatten(), atol=1e-5)
     metrics = nb.evaluate(model, x, ar_cfg, tokenizer, "cpu")
     assert metrics["loss"] == metrics["nelbo"] == pytest.approx(losses.mean().item(), rel=1e-5)
-    assert nb.training_loss(model, x, cfg.diffusion_steps, tokenizer.mask_token_id, None).item() == pytest.approx(
+    assert nb.training_loss(model, x, ar_cfg, tokenizer.mask_token_id, None).item() == pytest.approx(
         losses.mean().item(), rel=1e-5
     )
 

@@ -44,3 +44,10 @@ def test_papermill_parameters_cell_holds_the_run_settings():
     assert len(tagged) == 1
     for name in ("RUN_MODE", "DATA_PATH", "OUTPUT_DIR", "CHECKPOINT", "FRESH_START", "HUB_REPO_ID", "BASELINE"):
         assert f"{name} = os.environ.get(" in tagged[0]
+
+
+def test_unknown_option_in_the_config_is_refused(nb):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="loss_weighting must be one of 'masked_mean', 'elbo', not 'elb0'"):
+        dataclasses.replace(nb.get_config("smoke"), loss_weighting="elb0")

@@ -58,7 +58,7 @@ def test_kill_9_then_resume_is_bit_identical(straight_run, tmp_path):
 
 
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(nb, straight_run, tmp_path):
-    worker = start_worker(tmp_path, "crash-on-second-checkpoint")
+    worker = start_worker(tmp_path, "--crash-on-second-checkpoint")
     worker.communicate(timeout=600)
     assert worker.returncode == -signal.SIGKILL
     run = tmp_path / "run"
