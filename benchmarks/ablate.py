@@ -3,6 +3,7 @@
     python benchmarks/ablate.py                       # small scale (CPU-sized), ../shared/data/tinystories
     python benchmarks/ablate.py --scale quick         # the notebook's quick mode, for a GPU
     python benchmarks/ablate.py --variants reference fixed rope
+    python benchmarks/ablate.py --on rope --variants SwiGLU "no biases"   # each on top of rope
 
 Every variant is one set of Config values, so anything here can be reproduced in the notebook by setting the same
 values. Validation uses held-out stories (the V2-GPT4 validation file) and the notebook's deterministic `evaluate`:
@@ -24,9 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from notebook_defs import load_definitions  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinystories"
+REFERENCE_CHOICES = {  # the reference's architecture and objective, whatever the notebook's defaults
+    "position": "learned",
+    "time_conditioning": "add",
+    "mlp": "gelu",
+    "bias": True,
+    "qk_norm": False,
+    "loss_weighting": "masked_mean",
+    "t_sampling": "uniform",
+    "dropout": 0.1,
+    "decay_embeddings": True,
+}
 VARIANTS = {  # each a change of one or two Config values from "fixed"
-    "reference": {"embedding_std": 1.0, "schedule_length": "micro_steps"},  # its init and its half-way schedule
-    "fixed": {},  # the notebook's defaults: N(0, 0.02) embedding, schedule over optimizer updates
+    "reference": {**REFERENCE_CHOICES, "embedding_std": 1.0, "schedule_length": "micro_steps"},  # all of it
+    "fixed": REFERENCE_CHOICES,  # the reference with the init and the schedule fixed
+    "fixed, another seed": {**REFERENCE_CHOICES, "seed": 7},  # how much of a difference is just the seed
+    "defaults": {},  # the notebook's defaults
     "rope": {"position": "rope"},
     "adaLN time": {"time_conditioning": "adaln"},
     "no time input": {"time_conditioning": "none"},
@@ -40,8 +54,9 @@ VARIANTS = {  # each a change of one or two Config values from "fixed"
     "betas 0.9/0.99": {"adam_betas": (0.9, 0.99)},
     "no weight decay": {"weight_decay": 0.0},
     "no decay on embeddings": {"decay_embeddings": False},
+    "another seed": {"seed": 7},
 }
-SMALL = {  # a shape two CPU cores train in a couple of minutes
+SMALL = {  # a shape two CPU cores train in a few minutes
     "n_train_stories": 10_000,
     "n_val_stories": 300,
     "n_tokenizer_stories": 5_000,
@@ -52,10 +67,10 @@ SMALL = {  # a shape two CPU cores train in a couple of minutes
     "n_heads": 4,
     "d_ff": 512,
     "diffusion_steps": 64,
-    "micro_steps": 800,
+    "micro_steps": 1_200,
     "batch_size": 16,
     "grad_accum": 2,
-    "lr": 1e-3,
+    "lr": 3e-3,  # at 1e-3 whether a run leaves the unigram plateau within its 600 updates depends on the seed
     "warmup_steps": 20,
     "eval_batches": 8,
     "evals_per_run": 4,
@@ -78,6 +93,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["small", "quick"], default="small")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--on", nargs="+", choices=list(VARIANTS), default=[], help="variants under every variant")
+    parser.add_argument("--micro-steps", type=int, help="train longer or shorter than the scale's default")
     default_data = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)
     parser.add_argument("--data", default=default_data, help="DATA_PATH: local TinyStories, validation file included")
     args = parser.parse_args()
@@ -86,7 +103,10 @@ def main():
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     nb = load_definitions()
-    base = variant_config(nb, args.scale, {})
+    underneath = {k: v for name in args.on for k, v in VARIANTS[name].items()}
+    if args.micro_steps:
+        underneath["micro_steps"] = args.micro_steps
+    base = variant_config(nb, args.scale, underneath)
     train_stories, val_stories = nb.load_stories(args.data, base.n_train_stories, base.n_val_stories)
     work = Path(tempfile.mkdtemp(prefix="ablate-"))
     tokenizer = nb.cached_tokenizer(train_stories[: base.n_tokenizer_stories], base.vocab_size, work / "cache")
@@ -113,7 +133,8 @@ def main():
     )
     rows = []
     for label in args.variants:
-        cfg = variant_config(nb, args.scale, VARIANTS[label])
+        cfg = variant_config(nb, args.scale, {**underneath, **VARIANTS[label]})
+        label = " + ".join([*args.on, label] if args.on and label not in args.on else [label])
         torch.manual_seed(cfg.seed)
         model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer))).to(device)
         nb.compile_blocks(model, cfg.compile and device == "cuda")

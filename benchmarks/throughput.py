@@ -7,7 +7,7 @@ Training: the notebook's `training_loss` + AdamW update on random tokens already
 `grad_accum` micro-batches per update, after warm-up updates. FLOPs per trained token are counted from the shapes:
 a forward pass costs 2 FLOPs per multiply-add; backward twice the forward.
 
-    forward = 2 * (blocks' matrix parameters)                 # QKV, output projection, MLP
+    forward = 2 * (blocks' matrix parameters)                 # QKV, output projection, MLP (not adaLN's)
             + 4 * n_layers * seq_len * d_model                # attention scores and weighted sum
             + 2 * d_model * vocab * masked_share              # output layer, run at masked positions only (~1/2)
     train   = 3 * forward
@@ -49,7 +49,10 @@ def matmul_peak(device):
 
 
 def train_flops_per_token(model, cfg):
-    matrices = sum(p.numel() for name, p in model.blocks.named_parameters() if p.dim() == 2)
+    # the adaLN modulation runs once per block of tokens, not per token: not counted
+    matrices = sum(
+        p.numel() for name, p in model.blocks.named_parameters() if p.dim() == 2 and "modulation" not in name
+    )
     attention = 4 * cfg.n_layers * cfg.seq_len * cfg.d_model
     masked_share = (cfg.diffusion_steps + 1) / (2 * cfg.diffusion_steps)  # mean of t/T for t ~ U{1..T}
     head = 2 * cfg.d_model * model.config["vocab_size"] * masked_share

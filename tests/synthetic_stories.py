@@ -43,3 +43,12 @@ def write_txt(path, stories):
     """The TinyStories release format: each story followed by a line holding <|endoftext|>."""
     path.write_text("".join(f"{story}\n<|endoftext|>\n" for story in stories), encoding="utf-8")
     return path
+
+
+def write_data_folder(folder, n_stories, seed, n_valid):
+    """A DATA_PATH folder: train.txt, and valid.txt with the last n_valid stories."""
+    folder.mkdir()
+    stories = make_stories(n_stories, seed=seed)
+    write_txt(folder / "train.txt", stories[:-n_valid])
+    write_txt(folder / "valid.txt", stories[-n_valid:])
+    return folder

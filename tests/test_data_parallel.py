@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from notebook_defs import NOTEBOOK
 from safetensors.torch import load_file
-from synthetic_stories import make_stories, write_txt
+from synthetic_stories import write_data_folder
 from train_worker import CONFIG, dropout_noise_worker, gradient_worker
 
 WORKER = Path(__file__).parent / "train_worker.py"
@@ -99,11 +99,7 @@ def test_torchrun_with_two_processes_trains_like_one(tmp_path):
 
 def test_the_notebook_as_a_script_under_torchrun(tmp_path):
     """What the notebook tells users to do for several GPUs, on two CPU processes: the same model as one process."""
-    data = tmp_path / "data"
-    data.mkdir()
-    stories = make_stories(400, seed=5)
-    write_txt(data / "train.txt", stories[:360])
-    write_txt(data / "valid.txt", stories[360:])
+    data = write_data_folder(tmp_path / "data", 400, seed=5, n_valid=40)
     subprocess.run(
         [sys.executable, "-m", "jupyter", "nbconvert", "--to", "script", str(NOTEBOOK), "--output-dir", str(tmp_path)],
         check=True,

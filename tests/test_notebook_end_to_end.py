@@ -10,7 +10,7 @@ import sys
 import imageio.v3 as iio
 import pytest
 from notebook_defs import NOTEBOOK
-from synthetic_stories import make_stories, write_txt
+from synthetic_stories import write_data_folder
 
 SHARED_DATA = NOTEBOOK.parent.parent / "shared" / "data" / "tinystories"
 
@@ -59,11 +59,7 @@ def check_outputs(workdir, printed, executed):
 
 
 def test_notebook_trains_resumes_and_generates_on_generated_data(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    stories = make_stories(500, seed=3)
-    write_txt(data / "train.txt", stories[:450])
-    write_txt(data / "valid.txt", stories[450:])
+    data = write_data_folder(tmp_path / "data", 500, seed=3, n_valid=50)
     printed, executed = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))
     check_outputs(tmp_path, printed, executed)
 
