@@ -113,6 +113,7 @@ def test_hub_folder_has_card_plot_and_gif_and_still_loads(nb, model, tokenizer, 
     card = (folder / "README.md").read_text()
     assert "license: cdla-sharing-1.0" in card and "| 60 | 5.0000 | 4.9000 | 4.5000 | 4.4000 |" in card
     assert 'load_pretrained("me/tiny-diffusion")' in card and "T=16" in card
+    assert "position=rope, time_conditioning=adaln" in card and "loss_weighting=masked_mean" in card
     assert (folder / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "inference.gif").read_bytes() == gif.read_bytes()
     reloaded, *_ = nb.load_checkpoint(folder)
