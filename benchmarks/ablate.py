@@ -4,6 +4,7 @@
     python benchmarks/ablate.py --scale quick         # the notebook's quick mode, for a GPU
     python benchmarks/ablate.py --variants reference fixed rope
     python benchmarks/ablate.py --on rope --variants SwiGLU "no biases"   # each on top of rope
+    python benchmarks/ablate.py --variants fixed defaults --micro-steps 4800 --samples 3   # longer, with stories
 
 Every variant is one set of Config values, so anything here can be reproduced in the notebook by setting the same
 values. Validation uses held-out stories (the V2-GPT4 validation file) and the notebook's deterministic `evaluate`:
@@ -50,6 +51,7 @@ VARIANTS = {  # each a change of one or two Config values from "fixed"
     "ELBO weighting": {"loss_weighting": "elbo"},
     "stratified t": {"t_sampling": "stratified"},
     "lr x3": {"lr_scale": 3.0},
+    "lr /3": {"lr_scale": 1 / 3},
     "no dropout": {"dropout": 0.0},
     "betas 0.9/0.99": {"adam_betas": (0.9, 0.99)},
     "no weight decay": {"weight_decay": 0.0},
@@ -67,6 +69,7 @@ SMALL = {  # a shape two CPU cores train in a few minutes
     "n_heads": 4,
     "d_ff": 512,
     "diffusion_steps": 64,
+    "gen_len": 96,  # the prompt and the story fit in seq_len
     "micro_steps": 1_200,
     "batch_size": 16,
     "grad_accum": 2,
@@ -89,12 +92,30 @@ def variant_config(nb, scale, overrides):
     return dataclasses.replace(base, mode=f"ablate-{scale}", lr=base.lr * lr_scale, **overrides)
 
 
+def sample_stories(nb, model, tokenizer, cfg, device, n):
+    """n continuations of "Once upon a time", as the notebook samples them, from a fixed seed."""
+    generator = torch.Generator(device).manual_seed(0)
+    tokens, _ = nb.generate(
+        model,
+        tokenizer,
+        ["Once upon a time"] * n,
+        cfg.gen_len,
+        cfg.diffusion_steps,
+        cfg.temperature,
+        cfg.top_k,
+        device,
+        generator,
+    )
+    return [nb.decode_story(tokenizer, row).replace("\n", " ") for row in tokens]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["small", "quick"], default="small")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--on", nargs="+", choices=list(VARIANTS), default=[], help="variants under every variant")
     parser.add_argument("--micro-steps", type=int, help="train longer or shorter than the scale's default")
+    parser.add_argument("--samples", type=int, default=0, help="stories to sample from each variant's final weights")
     default_data = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)
     parser.add_argument("--data", default=default_data, help="DATA_PATH: local TinyStories, validation file included")
     args = parser.parse_args()
@@ -131,7 +152,7 @@ def main():
         "perplexity bound",
         "tokens/s (incl. eval)",
     )
-    rows = []
+    rows, samples = [], {}
     for label in args.variants:
         cfg = variant_config(nb, args.scale, {**underneath, **VARIANTS[label]})
         label = " + ".join([*args.on, label] if args.on and label not in args.on else [label])
@@ -141,7 +162,10 @@ def main():
         start = time.perf_counter()
         history, ema = nb.train(model, cfg, stream, val, tokenizer, device, work / label.replace(" ", "_"))
         seconds = time.perf_counter() - start
-        final = nb.evaluate(nb.pick_final_weights(model, ema, history), val, cfg, tokenizer, device)
+        final_weights = nb.pick_final_weights(model, ema, history)
+        final = nb.evaluate(final_weights, val, cfg, tokenizer, device)
+        if args.samples:
+            samples[label] = sample_stories(nb, final_weights, tokenizer, cfg, device, args.samples)
         rows.append(
             (
                 label,
@@ -158,6 +182,8 @@ def main():
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    for label, stories in samples.items():
+        print(f"\n{label}:\n" + "\n".join(f"- {story}" for story in stories))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ are executed: the cells that train or sample are skipped.
 
 import ast
 import json
+import linecache
 import types
 from pathlib import Path
 
@@ -30,8 +31,10 @@ def code_cells(path=NOTEBOOK):
 
 def load_definitions(path=NOTEBOOK):
     module = types.ModuleType("notebook")
-    for source in code_cells(path):
+    for number, source in enumerate(code_cells(path), 1):
+        name = f"{path.name}, code cell {number}"
+        linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks show the cell's lines
         tree = ast.parse(source)
         tree.body = [node for node in tree.body if is_definition(node)]
-        exec(compile(tree, str(path), "exec"), module.__dict__)
+        exec(compile(tree, name, "exec"), module.__dict__)
     return module
