@@ -168,3 +168,31 @@ def test_the_averaged_weights_save_and_load_like_the_model(nb, model, tokenizer,
     reloaded, *_ = nb.load_checkpoint(tmp_path / "final")
     assert same_logits(ema.module, reloaded, len(tokenizer), cfg)
     assert not same_logits(model, reloaded, len(tokenizer), cfg)
+
+
+def rounding_differently(graph, example_inputs):
+    """A torch.compile backend whose kernels round differently from eager, as fused GPU kernels do."""
+
+    def run(*args):
+        return [out + 1e-4 if torch.is_tensor(out) and out.is_floating_point() else out for out in graph(*args)]
+
+    return run
+
+
+def test_a_compiled_model_passes_the_reload_check(nb, model, tokenizer, cfg, tmp_path, monkeypatch):
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self: compile_module(self, backend=rounding_differently))
+    assert nb.compile_blocks(model, True) == "compiled"
+    nb.save_checkpoint(tmp_path / "final", model, tokenizer, cfg, {"train": [], "val": [[0, 6.0]]}, "synthetic")
+    reloaded, *_ = nb.load_checkpoint(tmp_path / "final")
+    assert not same_logits(model, reloaded, len(tokenizer), cfg)  # so logits cannot be the test of a good reload
+    nb.check_reload(model, tmp_path / "final", "cpu")
+
+
+def test_a_checkpoint_that_is_not_the_model_fails_the_reload_check(nb, model, tokenizer, cfg, saved):
+    folder, _ = saved
+    nb.check_reload(model, folder, "cpu")
+    with torch.no_grad():
+        model.blocks[1].mlp.down.weight[0, 0] += 1e-3
+    with pytest.raises(RuntimeError, match=r"does not reload to the model just saved.*blocks\.1\.mlp\.down\.weight"):
+        nb.check_reload(model, folder, "cpu")
