@@ -158,7 +158,7 @@ def main():
         label = " + ".join([*args.on, label] if args.on and label not in args.on else [label])
         torch.manual_seed(cfg.seed)
         model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer))).to(device)
-        nb.compile_blocks(model, cfg.compile and device == "cuda")
+        nb.compile_blocks(model, cfg.compile and device == "cuda", cfg.batch_size)
         start = time.perf_counter()
         history, ema = nb.train(model, cfg, stream, val, tokenizer, device, work / label.replace(" ", "_"))
         seconds = time.perf_counter() - start

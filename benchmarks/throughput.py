@@ -62,7 +62,7 @@ def train_flops_per_token(model, cfg):
 def time_training(nb, cfg, tokenizer, device, steps, warmup, compiled):
     torch.manual_seed(0)
     model = nb.DiffusionLM(**nb.model_kwargs(cfg, cfg.vocab_size)).to(device)
-    execution = nb.compile_blocks(model, compiled)
+    execution = nb.compile_blocks(model, compiled, cfg.batch_size)
     optimizer = nb.make_optimizer(model, cfg, device)
     protected, mask_id = nb.special_ids(tokenizer)
     protected = protected.to(device)

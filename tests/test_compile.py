@@ -12,7 +12,7 @@ def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, tokenizer, tiny_data
     for enabled, expected in ((False, "eager"), (True, "compiled")):
         torch.manual_seed(0)
         model = nb.DiffusionLM(**nb.model_kwargs(short, len(tokenizer)))
-        assert nb.compile_blocks(model, enabled) == expected
+        assert nb.compile_blocks(model, enabled, short.batch_size) == expected
         history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / expected)
         histories.append(history)
         names = set(model.state_dict())
@@ -30,6 +30,29 @@ def test_a_failing_compiler_falls_back_to_eager(nb, cfg, tokenizer, monkeypatch,
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch.nn.Module, "compile", broken_compile)
-    assert nb.compile_blocks(model, True) == "eager"
+    assert nb.compile_blocks(model, True, cfg.batch_size) == "eager"
     assert "torch.compile is not usable here (RuntimeError: no C++ compiler)" in capsys.readouterr().out
     assert all(block._compiled_call_impl is None for block in model.blocks)
+
+
+def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, tokenizer, tiny_data, monkeypatch):
+    graphs = []
+
+    def counting(graph, example_inputs):  # a torch.compile backend that only counts the graphs it is given
+        graphs.append(graph)
+        return graph.forward
+
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self: compile_module(self, backend=counting))
+    torch.compiler.reset()  # no compiled code left over from other tests
+    model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))
+    assert nb.compile_blocks(model, True, cfg.batch_size) == "compiled"
+    probed = len(graphs)
+    assert probed > 0
+    stream, _ = tiny_data(cfg.seq_len)
+    protected, mask_id = nb.special_ids(tokenizer)
+    for _ in range(3):
+        x = nb.random_blocks(stream, cfg.batch_size, cfg.seq_len)
+        nb.micro_batch_backward(model, x, cfg, mask_id, protected, slice(None))
+    assert len(graphs) == probed  # no recompilation: training runs the probe's code, at a static batch size
+    torch.compiler.reset()
