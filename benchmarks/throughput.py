@@ -15,16 +15,31 @@ a forward pass costs 2 FLOPs per multiply-add; backward twice the forward.
 MFU divides achieved FLOP/s by a measured matmul peak on the same device (bf16 8192^3 on a GPU, fp32 2048^3 on the
 CPU), not by a datasheet figure. Sampling: `generate` with T steps and gen_len new tokens, batch 1 (latency) and
 batch 64 (throughput, stories/s).
+
+Whole run: the notebook's own `train()` loop, on tokens memory-mapped from disk like its token cache, with its
+logging, non-finite checks and EMA. Its cost per update is the difference between two short runs (so their fixed
+costs cancel); one validation (raw and EMA weights, `eval_batches` batches each) and one training checkpoint (weights,
+EMA, optimizer state, written atomically) are timed on their own. The mode's whole run is then projected as
+
+    optimizer_steps * loop per update + (evals_per_run + 1) * validation + checkpoints_per_run * checkpoint
+
+(the saves of the best weights, at most one per validation, are not counted).
 """
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from notebook_defs import load_definitions  # noqa: E402
@@ -87,7 +102,59 @@ def time_training(nb, cfg, tokenizer, device, steps, warmup, compiled):
         update()
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    return model, seconds, execution
+    return model, optimizer, seconds, execution
+
+
+def timed(function, device):
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_updates, work):
+    """(seconds per update of train(), seconds per validation, seconds per training checkpoint)."""
+    work.mkdir(parents=True)
+    tokens = np.random.default_rng(0).integers(10, cfg.vocab_size, size=4_000_000, dtype=np.uint16)
+    np.save(work / "tokens.npy", tokens)
+    stream = np.load(work / "tokens.npy", mmap_mode="r")  # read from disk, as the notebook's token cache is
+    val = nb.fixed_blocks(stream, cfg.seq_len, cfg.eval_batches * cfg.batch_size)
+
+    def train_run(updates, name):
+        short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, evals_per_run=1, checkpoints_per_run=1)
+        torch.manual_seed(0)
+        fresh = nb.DiffusionLM(**nb.model_kwargs(cfg, cfg.vocab_size)).to(device)
+        nb.compile_blocks(fresh, compiled, cfg.batch_size)
+        run_dir = work / name
+        with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation reports
+            return timed(
+                lambda: nb.train(fresh, short, stream, val[: cfg.batch_size], tokenizer, device, run_dir), device
+            )
+
+    few, more = loop_updates
+    train_run(few, "warm-up")  # first-call costs (the evaluation's compiled code, allocator growth) land here
+    per_update = (train_run(more, "more") - train_run(few, "few")) / (more - few)
+    validation = 2 * timed(lambda: nb.evaluate(model, val, cfg, tokenizer, device), device)  # raw and EMA weights
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    history = {"train": [], "val": [[0, 1.0]], "nelbo": [], "ema_val": [], "ema_nelbo": []}
+    checkpoint = timed(
+        lambda: nb.save_training_checkpoint(
+            work / "checkpoint",
+            model,
+            tokenizer,
+            cfg,
+            history,
+            "benchmark",
+            optimizer,
+            ema,
+            torch.Generator(),
+            1,
+            torch.zeros((), device=device),
+        ),
+        device,
+    )
+    return per_update, validation, checkpoint
 
 
 def time_sampling(nb, model, tokenizer, cfg, device, batch):
@@ -112,6 +179,13 @@ def main():
         default="both" if device == "cuda" else "off",
         help="time eager blocks, compiled blocks, or both (a row each)",
     )
+    parser.add_argument(
+        "--loop-updates",
+        nargs=2,
+        type=int,
+        default=[10, 60] if device == "cuda" else [2, 6],
+        help="lengths of the two short train() runs whose difference gives the loop's time per update",
+    )
     args = parser.parse_args()
 
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -133,11 +207,14 @@ def main():
         "sample b=1 (s)",
         "stories/s b=64",
     )
-    rows = []
+    rows, run_rows = [], []
+    work = Path(tempfile.mkdtemp(prefix="throughput-"))
     choices = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     for mode, compiled in [(mode, compiled) for mode in args.modes for compiled in choices]:
         cfg = dataclasses.replace(nb.get_config(mode), dropout=0.0)
-        model, seconds, execution = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup, compiled)
+        model, optimizer, seconds, execution = time_training(
+            nb, cfg, tokenizer, device, args.steps, args.warmup, compiled
+        )
         tokens = cfg.grad_accum * cfg.batch_size * cfg.seq_len
         flops = train_flops_per_token(model, cfg)
         memory = (
@@ -162,7 +239,41 @@ def main():
                 f"{throughput:.1f}",
             )
         )
-        del model
+        per_update, validation, checkpoint = time_whole_run(
+            nb, cfg, model, optimizer, tokenizer, device, compiled, args.loop_updates, work / f"{mode}-{execution}"
+        )
+        evaluations, checkpoints = cfg.evals_per_run + 1, cfg.checkpoints_per_run
+        run_seconds = cfg.optimizer_steps * per_update + evaluations * validation + checkpoints * checkpoint
+        run_rows.append(
+            (
+                mode,
+                execution,
+                f"{per_update * 1e3:.0f}",
+                f"{seconds / per_update:.0%}",
+                f"{evaluations} × {validation:.2f}",
+                f"{checkpoints} × {checkpoint:.2f}",
+                f"{run_seconds / 60:,.1f} min" if run_seconds > 120 else f"{run_seconds:.1f} s",
+                f"{cfg.micro_steps * cfg.batch_size * cfg.seq_len / run_seconds:,.0f}",
+            )
+        )
+        del model, optimizer
+    shutil.rmtree(work)
+    print_table(header, rows)
+    print("\nWhole run, projected from the notebook's train() loop:")
+    run_header = (
+        "mode",
+        "blocks",
+        "loop ms/update",
+        "bare step / loop",
+        "validations × s",
+        "checkpoints × s",
+        "whole run",
+        "tokens/s over the run",
+    )
+    print_table(run_header, run_rows)
+
+
+def print_table(header, rows):
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
