@@ -37,11 +37,11 @@ REFERENCE_CHOICES = {  # the reference's architecture and objective, whatever th
     "dropout": 0.1,
     "decay_embeddings": True,
 }
-VARIANTS = {  # each a change of one or two Config values from "fixed"
-    "reference": {**REFERENCE_CHOICES, "embedding_std": 1.0, "schedule_length": "micro_steps"},  # all of it
-    "fixed": REFERENCE_CHOICES,  # the reference with the init and the schedule fixed
-    "fixed, another seed": {**REFERENCE_CHOICES, "seed": 7},  # how much of a difference is just the seed
-    "defaults": {},  # the notebook's defaults
+VARIANTS = {  # Config values on top of "fixed": the reference's choices with only its init and schedule fixed
+    "reference": {"embedding_std": 1.0, "schedule_length": "micro_steps"},  # all of the reference
+    "fixed": {},
+    "fixed, another seed": {"seed": 7},  # how much of a difference is just the seed
+    "defaults": None,  # the notebook's own defaults, read from its Config
     "rope": {"position": "rope"},
     "adaLN time": {"time_conditioning": "adaln"},
     "no time input": {"time_conditioning": "none"},
@@ -83,11 +83,17 @@ SMALL = {  # a shape two CPU cores train in a few minutes
 }
 
 
+def variant_values(nb, name):
+    if VARIANTS[name] is None:  # "defaults"
+        return {f.name: f.default for f in dataclasses.fields(nb.Config) if f.name in REFERENCE_CHOICES}
+    return VARIANTS[name]
+
+
 def variant_config(nb, scale, overrides):
     base = nb.get_config("quick")
     if scale == "small":
         base = dataclasses.replace(base, **SMALL)
-    overrides = dict(overrides)
+    overrides = {**REFERENCE_CHOICES, **overrides}
     lr_scale = overrides.pop("lr_scale", 1.0)
     return dataclasses.replace(base, mode=f"ablate-{scale}", lr=base.lr * lr_scale, **overrides)
 
@@ -124,7 +130,7 @@ def main():
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     nb = load_definitions()
-    underneath = {k: v for name in args.on for k, v in VARIANTS[name].items()}
+    underneath = {k: v for name in args.on for k, v in variant_values(nb, name).items()}
     if args.micro_steps:
         underneath["micro_steps"] = args.micro_steps
     base = variant_config(nb, args.scale, underneath)
@@ -154,7 +160,7 @@ def main():
     )
     rows, samples = [], {}
     for label in args.variants:
-        cfg = variant_config(nb, args.scale, {**underneath, **VARIANTS[label]})
+        cfg = variant_config(nb, args.scale, {**underneath, **variant_values(nb, label)})
         label = " + ".join([*args.on, label] if args.on and label not in args.on else [label])
         torch.manual_seed(cfg.seed)
         model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer))).to(device)
