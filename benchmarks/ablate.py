@@ -57,6 +57,7 @@ VARIANTS = {  # Config values on top of "fixed": the reference's choices with on
     "no weight decay": {"weight_decay": 0.0},
     "no decay on embeddings": {"decay_embeddings": False},
     "another seed": {"seed": 7},
+    "a third of the data": {"n_train_stories": 3_300},  # with --on: the same tokens, seen about 3 times
 }
 SMALL = {  # a shape two CPU cores train in a few minutes
     "n_train_stories": 10_000,
