@@ -147,7 +147,7 @@ def main():
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(
         f"{name}; {args.scale} scale; {base.micro_steps * base.batch_size * base.seq_len:,} training tokens per "
-        f"variant; {len(val)} validation blocks of {base.seq_len}"
+        f"variant, from {len(stream):,} tokens of data; {len(val)} validation blocks of {base.seq_len}"
     )
 
     header = (
