@@ -53,6 +53,7 @@ VARIANTS = {  # Config values on top of "fixed": the reference's choices with on
     "lr x3": {"lr_scale": 3.0},
     "lr /3": {"lr_scale": 1 / 3},
     "no dropout": {"dropout": 0.0},
+    "dropout 0.1": {"dropout": 0.1},  # the reference's, for --on defaults
     "betas 0.9/0.99": {"adam_betas": (0.9, 0.99)},
     "no weight decay": {"weight_decay": 0.0},
     "no decay on embeddings": {"decay_embeddings": False},

@@ -13,4 +13,5 @@ if [[ $what == all || $what == speed ]]; then
 fi
 if [[ $what == all || $what == ablation ]]; then
     python benchmarks/ablate.py --scale quick ${DATA:+--data "$DATA"} --variants reference fixed defaults --samples 3
+    python benchmarks/ablate.py --scale quick ${DATA:+--data "$DATA"} --on defaults --variants "dropout 0.1"
 fi
