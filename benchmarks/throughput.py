@@ -160,11 +160,12 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_
 def time_sampling(nb, model, tokenizer, cfg, device, batch):
     prompts = ["Once upon a time"] * batch
     nb.generate(model, tokenizer, prompts, cfg.gen_len, 2, device=device)  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
-    nb.generate(model, tokenizer, prompts, cfg.gen_len, cfg.diffusion_steps, cfg.temperature, cfg.top_k, device)
-    synchronize(device)
-    return time.perf_counter() - start
+    return timed(
+        lambda: nb.generate(
+            model, tokenizer, prompts, cfg.gen_len, cfg.diffusion_steps, cfg.temperature, cfg.top_k, device
+        ),
+        device,
+    )
 
 
 def main():
