@@ -212,7 +212,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
     choices = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     for mode, compiled in [(mode, compiled) for mode in args.modes for compiled in choices]:
-        cfg = dataclasses.replace(nb.get_config(mode), dropout=0.0)
+        cfg = nb.get_config(mode)
         model, optimizer, seconds, execution = time_training(
             nb, cfg, tokenizer, device, args.steps, args.warmup, compiled
         )

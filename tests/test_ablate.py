@@ -47,3 +47,10 @@ def test_a_variant_changes_only_its_own_values_on_top_of_fixed_or_of_others(abla
     assert differences(variant(ablate, nb, "stratified t", on=["defaults"]), defaults) == {"t_sampling"}
     lower = variant(ablate, nb, "lr /3", on=["defaults", "another seed"])
     assert differences(lower, defaults) == {"lr", "seed"} and lower.lr == pytest.approx(defaults.lr / 3)
+
+
+def test_the_reference_choices_agree_with_the_notebooks_list_of_options(ablate, nb):
+    # the notebook's CHOICES lists the reference's option first; ablate.py names them again for "fixed"
+    for name, value in ablate.REFERENCE_CHOICES.items():
+        if name in nb.CHOICES:
+            assert value == nb.CHOICES[name][0], name
