@@ -3,7 +3,7 @@
     python benchmarks/throughput.py                      # smoke and quick shapes; budget_100 too on a GPU
     python benchmarks/throughput.py --modes budget_100 --steps 3 --compile both
 
-Training: the notebook's `training_loss` + AdamW update on random tokens already on the device (no data loading),
+Training: the notebook's `micro_batch_backward` + AdamW update on random tokens already on the device (no data loading),
 `grad_accum` micro-batches per update, after warm-up updates. FLOPs per trained token are counted from the shapes:
 a forward pass costs 2 FLOPs per multiply-add; backward twice the forward.
 
@@ -13,8 +13,9 @@ a forward pass costs 2 FLOPs per multiply-add; backward twice the forward.
     train   = 3 * forward
 
 MFU divides achieved FLOP/s by a measured matmul peak on the same device (bf16 8192^3 on a GPU, fp32 2048^3 on the
-CPU), not by a datasheet figure. Sampling: `generate` with T steps and gen_len new tokens, batch 1 (latency) and
-batch 64 (throughput, stories/s).
+CPU), not by a datasheet figure. Sampling: `generate` filling 128 new tokens (fewer where seq_len is shorter) in 128
+rounds, batch 1 (latency) and batch 64 (throughput, stories/s); the untrained model seldom ends a story, so every
+round runs.
 
 Whole run: the notebook's own `train()` loop, on tokens memory-mapped from disk like its token cache, with its
 logging, non-finite checks and EMA. Its cost per update is the difference between two short runs (so their fixed
@@ -63,31 +64,29 @@ def matmul_peak(device):
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def train_flops_per_token(model, cfg):
+def train_flops_per_token(model):
     # the adaLN modulation runs once per block of tokens, not per token: not counted
     matrices = sum(
         p.numel() for name, p in model.blocks.named_parameters() if p.dim() == 2 and "modulation" not in name
     )
-    attention = 4 * cfg.n_layers * cfg.seq_len * cfg.d_model
-    masked_share = (cfg.diffusion_steps + 1) / (2 * cfg.diffusion_steps)  # mean of t/T for t ~ U{1..T}
-    head = 2 * cfg.d_model * model.config["vocab_size"] * masked_share
+    shape = model.config
+    attention = 4 * shape.n_layers * shape.seq_len * shape.d_model
+    masked_share = (shape.diffusion_steps + 1) / (2 * shape.diffusion_steps)  # mean of t/T for t ~ U{1..T}
+    head = 2 * shape.d_model * shape.vocab_size * masked_share
     return 3 * (2 * matrices + attention + head)
 
 
 def time_training(nb, cfg, tokenizer, device, steps, warmup, compiled):
     torch.manual_seed(0)
-    model = nb.DiffusionLM(**nb.model_kwargs(cfg, cfg.vocab_size)).to(device)
+    model = nb.DiffusionLM(cfg.model).to(device)
     execution = nb.compile_blocks(model, compiled, cfg.batch_size)
     optimizer = nb.make_optimizer(model, cfg, device)
-    protected, mask_id = nb.special_ids(tokenizer)
-    protected = protected.to(device)
-    batches = torch.randint(10, cfg.vocab_size, (cfg.grad_accum, cfg.batch_size, cfg.seq_len), device=device)
+    shape = cfg.model
+    batches = torch.randint(10, shape.vocab_size, (cfg.grad_accum, cfg.batch_size, shape.seq_len), device=device)
 
     def update():
         for x in batches:
-            with nb.autocast(device):
-                loss = nb.training_loss(model, x, cfg, mask_id, protected) / cfg.grad_accum
-            loss.backward()
+            nb.micro_batch_backward(model, x, shape, tokenizer.mask_token_id, slice(None), cfg.grad_accum)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -116,15 +115,15 @@ def timed(function, device):
 def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_updates, work):
     """(seconds per update of train(), seconds per validation, seconds per training checkpoint)."""
     work.mkdir(parents=True)
-    tokens = np.random.default_rng(0).integers(10, cfg.vocab_size, size=4_000_000, dtype=np.uint16)
+    tokens = np.random.default_rng(0).integers(10, cfg.model.vocab_size, size=4_000_000, dtype=np.uint16)
     np.save(work / "tokens.npy", tokens)
     stream = np.load(work / "tokens.npy", mmap_mode="r")  # read from disk, as the notebook's token cache is
-    val = nb.fixed_blocks(stream, cfg.seq_len, cfg.eval_batches * cfg.batch_size)
+    val = nb.fixed_blocks(stream, cfg.model.seq_len, cfg.eval_batches * cfg.batch_size)
 
     def train_run(updates, name):
         short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, evals_per_run=1, checkpoints_per_run=1)
         torch.manual_seed(0)
-        fresh = nb.DiffusionLM(**nb.model_kwargs(cfg, cfg.vocab_size)).to(device)
+        fresh = nb.DiffusionLM(cfg.model).to(device)
         nb.compile_blocks(fresh, compiled, cfg.batch_size)
         run_dir = work / name
         with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation reports
@@ -135,35 +134,20 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_
     few, more = loop_updates
     train_run(few, "warm-up")  # first-call costs (the evaluation's compiled code, allocator growth) land here
     per_update = (train_run(more, "more") - train_run(few, "few")) / (more - few)
-    validation = 2 * timed(lambda: nb.evaluate(model, val, cfg, tokenizer, device), device)  # raw and EMA weights
+    validation = 2 * timed(lambda: nb.evaluate(model, val, tokenizer, device), device)  # raw and EMA weights
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
-    history = {"train": [], "val": [[0, 1.0]], "nelbo": [], "ema_val": [], "ema_nelbo": []}
-    checkpoint = timed(
-        lambda: nb.save_training_checkpoint(
-            work / "checkpoint",
-            model,
-            tokenizer,
-            cfg,
-            history,
-            "benchmark",
-            optimizer,
-            ema,
-            torch.Generator(),
-            1,
-            torch.zeros((), device=device),
-        ),
-        device,
-    )
+    run = nb.Run(work / "checkpoint", cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
+                 nb.LossMeter(device))
+    checkpoint = timed(lambda: nb.save_training_checkpoint(run, 1), device)
     return per_update, validation, checkpoint
 
 
 def time_sampling(nb, model, tokenizer, cfg, device, batch):
     prompts = ["Once upon a time"] * batch
-    nb.generate(model, tokenizer, prompts, cfg.gen_len, 2, device=device)  # warm-up
+    gen_len = min(128, cfg.model.seq_len - len(tokenizer.encode(nb.format_story(prompts[0], finished=False))))
+    nb.generate(model, tokenizer, prompts, 2, device=device, gen_len=gen_len)  # warm-up
     return timed(
-        lambda: nb.generate(
-            model, tokenizer, prompts, cfg.gen_len, cfg.diffusion_steps, cfg.temperature, cfg.top_k, device
-        ),
+        lambda: nb.generate(model, tokenizer, prompts, 128, cfg.temperature, cfg.top_k, device, gen_len=gen_len),
         device,
     )
 
@@ -216,8 +200,8 @@ def main():
         model, optimizer, seconds, execution = time_training(
             nb, cfg, tokenizer, device, args.steps, args.warmup, compiled
         )
-        tokens = cfg.grad_accum * cfg.batch_size * cfg.seq_len
-        flops = train_flops_per_token(model, cfg)
+        tokens = cfg.grad_accum * cfg.batch_size * cfg.model.seq_len
+        flops = train_flops_per_token(model)
         memory = (
             torch.cuda.max_memory_allocated()
             if device == "cuda"
@@ -254,7 +238,7 @@ def main():
                 f"{evaluations} × {validation:.2f}",
                 f"{checkpoints} × {checkpoint:.2f}",
                 f"{run_seconds / 60:,.1f} min" if run_seconds > 120 else f"{run_seconds:.1f} s",
-                f"{cfg.micro_steps * cfg.batch_size * cfg.seq_len / run_seconds:,.0f}",
+                f"{cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / run_seconds:,.0f}",
             )
         )
         del model, optimizer

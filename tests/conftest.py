@@ -1,4 +1,5 @@
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,16 @@ def tokenizer(nb, stories):
     return nb.train_tokenizer(stories, 400)
 
 
+@pytest.fixture(scope="session")
+def shape(cfg, tokenizer):
+    """The smoke model's ModelConfig, with the test tokenizer's vocabulary."""
+    return replace(cfg.model, vocab_size=len(tokenizer))
+
+
 @pytest.fixture()
-def model(nb, cfg, tokenizer):
+def model(nb, shape):
     torch.manual_seed(0)
-    return nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))
+    return nb.DiffusionLM(shape)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Import the notebook's own definitions, so the tests exercise exactly the code users run.
 
-Every code cell is parsed and only its top-level imports, functions, classes and UPPER_CASE constants
-(values built from literals alone)
-are executed: the cells that train or sample are skipped.
+The notebook says which cells are which: a code cell tagged `definitions` only defines things (imports, functions,
+classes, UPPER_CASE constants) and is executed here whole; every other code cell runs something (loads data, trains,
+samples) and is skipped. Anything else in a definitions cell, or a function or class defined in a cell that is not
+tagged, is an error that names the cell, so a definition can never be skipped silently.
 """
 
 import ast
@@ -12,29 +13,55 @@ import types
 from pathlib import Path
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "Diffusion_LLM_from_Scratch_TinyStories.ipynb"
+DEFINITIONS = "definitions"
+
+
+class NotebookContractError(Exception):
+    pass
 
 
 def is_definition(node):
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
         return True
-    if isinstance(node, ast.Assign):
-        targets = [n for t in node.targets for n in ast.walk(t) if isinstance(n, (ast.Name, ast.Attribute))]
-        constant = not any(isinstance(n, (ast.Call, ast.Name)) for n in ast.walk(node.value))
-        return all(isinstance(t, ast.Name) and t.id.isupper() for t in targets) and constant
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript))]
+        return all(isinstance(n, ast.Name) and n.id.isupper() for n in names)
     return False
 
 
 def code_cells(path=NOTEBOOK):
+    """(cell id, tags, source) of every code cell."""
     cells = json.loads(path.read_text())["cells"]
-    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return [
+        (c.get("id", str(i)), c.get("metadata", {}).get("tags", []), "".join(c["source"]))
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code"
+    ]
+
+
+def check_contract(cell_id, tags, tree):
+    """Raise unless a definitions cell holds only definitions and any other cell defines no function or class."""
+    for node in tree.body:
+        if DEFINITIONS in tags and not is_definition(node):
+            raise NotebookContractError(
+                f"Cell {cell_id!r} is tagged {DEFINITIONS!r} but line {node.lineno} runs something "
+                f"({ast.unparse(node).splitlines()[0]!r}): move it to a cell without the tag."
+            )
+        if DEFINITIONS not in tags and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            raise NotebookContractError(
+                f"Cell {cell_id!r} defines {node.name!r} but is not tagged {DEFINITIONS!r}, so the tests cannot "
+                "import it: move the definition to a definitions cell."
+            )
 
 
 def load_definitions(path=NOTEBOOK):
     module = types.ModuleType("notebook")
-    for number, source in enumerate(code_cells(path), 1):
-        name = f"{path.name}, code cell {number}"
-        linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks show the cell's lines
+    for cell_id, tags, source in code_cells(path):
         tree = ast.parse(source)
-        tree.body = [node for node in tree.body if is_definition(node)]
-        exec(compile(tree, name, "exec"), module.__dict__)
+        check_contract(cell_id, tags, tree)
+        if DEFINITIONS in tags:
+            name = f"{path.name}, cell {cell_id}"
+            linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks show the cell
+            exec(compile(tree, name, "exec"), module.__dict__)
     return module

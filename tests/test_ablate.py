@@ -1,56 +1,80 @@
-"""benchmarks/ablate.py builds each variant from the Config values its table says it changes."""
+"""benchmarks/ablate.py: each variant changes what its name says, on a fresh copy of the notebook's definitions."""
 
 import dataclasses
 import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
-ABLATE = Path(__file__).resolve().parent.parent / "benchmarks" / "ablate.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def ablate():
-    spec = importlib.util.spec_from_file_location("ablate", ABLATE)
+    spec = importlib.util.spec_from_file_location("ablate", BENCHMARKS / "ablate.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def variant(ablate, nb, name, on=()):
-    underneath = {key: value for other in on for key, value in ablate.variant_values(nb, other).items()}
-    return ablate.variant_config(nb, "small", {**underneath, **ablate.variant_values(nb, name)})
+def build(ablate, names, vocab_size=300):
+    nb, cfg = ablate.variant(names, "small")
+    torch.manual_seed(0)
+    return nb, cfg, nb.DiffusionLM(dataclasses.replace(cfg.model, vocab_size=vocab_size))
 
 
 def differences(a, b):
-    return {f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
+    """The Config fields that differ (each variant has its own copy of the notebook's classes: compare values)."""
+    a, b = dataclasses.asdict(a), dataclasses.asdict(b)
+    return {name for name in a if a[name] != b[name]}
 
 
-def test_fixed_is_the_reference_architecture_and_objective_whatever_the_defaults(ablate, nb):
-    fixed = variant(ablate, nb, "fixed")
-    assert {name: getattr(fixed, name) for name in ablate.REFERENCE_CHOICES} == ablate.REFERENCE_CHOICES
-    assert fixed.embedding_std == nb.Config.embedding_std and fixed.schedule_length == "updates"
-    assert differences(variant(ablate, nb, "reference"), fixed) == {"embedding_std", "schedule_length"}
+def test_defaults_are_the_notebooks_own(ablate):
+    nb, cfg, model = build(ablate, ["defaults"])
+    quick = nb.get_config("quick")
+    assert differences(cfg, quick) == set(ablate.SMALL) | {"mode", "model"}
+    assert type(model) is nb.DiffusionLM and model.config.seq_len == 256
 
 
-def test_defaults_are_the_notebooks_own(ablate, nb):
-    defaults = variant(ablate, nb, "defaults")
-    notebook = dataclasses.replace(nb.get_config("quick"), **ablate.SMALL, mode=defaults.mode)
-    assert defaults == notebook
+def test_the_reference_is_its_network_init_and_schedule(ablate):
+    nb, cfg, model = build(ablate, ["reference"])
+    assert model.pos_emb.weight.shape == (256, 128) and model.step_emb.weight.shape == (65, 128)
+    assert not any("modulation" in name for name, _ in model.named_parameters())
+    assert model.tok_emb.weight.std().item() == pytest.approx(1.0, rel=0.05)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.1 for m in model.modules())
+    lrs = [nb.lr_at(u, cfg) for u in range(cfg.optimizer_steps)]
+    assert 0.45 * cfg.lr < lrs[-1] < 0.55 * cfg.lr  # sized for the micro-steps, stepped per update: half-way
+    _, fixed_cfg, fixed = build(ablate, ["fixed"])
+    assert fixed.tok_emb.weight.std().item() == pytest.approx(0.02, rel=0.05) and not differences(fixed_cfg, cfg)
 
 
-def test_a_variant_changes_only_its_own_values_on_top_of_fixed_or_of_others(ablate, nb):
-    fixed = variant(ablate, nb, "fixed")
-    assert differences(variant(ablate, nb, "rope"), fixed) == {"position"}
-    assert differences(variant(ablate, nb, "SwiGLU", on=["rope"]), fixed) == {"position", "mlp"}
-    defaults = variant(ablate, nb, "defaults")
-    assert differences(variant(ablate, nb, "stratified t", on=["defaults"]), defaults) == {"t_sampling"}
-    lower = variant(ablate, nb, "lr /3", on=["defaults", "another seed"])
-    assert differences(lower, defaults) == {"lr", "seed"} and lower.lr == pytest.approx(defaults.lr / 3)
+def test_the_reference_network_trains_and_samples_with_the_notebooks_code(ablate, tmp_path):
+    nb, cfg, model = build(ablate, ["reference"])
+    from synthetic_stories import make_stories
+
+    stories = make_stories(120)
+    tokenizer = nb.train_tokenizer(stories, 300)
+    stream = nb.tokenize_stories(tokenizer, stories[:100])
+    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[100:]), 64, 8)
+    shape = dataclasses.replace(cfg.model, vocab_size=len(tokenizer), seq_len=64, d_model=32, n_heads=2, n_layers=1)
+    short = dataclasses.replace(cfg, model=shape, micro_steps=20, batch_size=4, evals_per_run=1)
+    model = nb.DiffusionLM(shape)
+    history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+    assert history["val"][-1][1] < history["val"][0][1]
+    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"], 4)
+    assert not (tokens == tokenizer.mask_token_id).any()
 
 
-def test_the_reference_choices_agree_with_the_notebooks_list_of_options(ablate, nb):
-    # the notebook's CHOICES lists the reference's option first; ablate.py names them again for "fixed"
-    for name, value in ablate.REFERENCE_CHOICES.items():
-        if name in nb.CHOICES:
-            assert value == nb.CHOICES[name][0], name
+def test_each_variant_changes_only_its_own_part(ablate):
+    nb, cfg, model = build(ablate, ["defaults"])
+    _, sinusoidal_cfg, sinusoidal = build(ablate, ["sinusoidal step"])
+    assert not differences(sinusoidal_cfg, cfg) and not hasattr(sinusoidal.step_emb, "table")
+    t = torch.tensor([1, 32, 64])
+    assert sinusoidal.step_emb(t).shape == (3, nb.STEP_DIM)
+    _, dropout_cfg, dropout = build(ablate, ["dropout 0.1"])
+    assert not differences(dropout_cfg, cfg) and all(block.drop.p == 0.1 for block in dropout.blocks)
+    assert differences(ablate.variant(["another seed", "lr /3"], "small")[1], cfg) == {"seed", "lr"}
+    assert ablate.variant(["lr x3"], "small")[1].lr == pytest.approx(3 * cfg.lr)
+    fresh, _ = ablate.variant(["defaults"], "small")
+    assert fresh.DiffusionLM is not nb.DiffusionLM and fresh.Block.__name__ == "Block"  # changes never leak

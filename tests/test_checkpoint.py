@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -18,8 +19,8 @@ def saved(nb, model, tokenizer, cfg, tmp_path):
 
 
 def same_logits(a, b, vocab, cfg):
-    x = torch.randint(vocab, (2, cfg.seq_len))
-    t = torch.tensor([1, cfg.diffusion_steps])
+    x = torch.randint(vocab, (2, cfg.model.seq_len))
+    t = torch.tensor([1, cfg.model.diffusion_steps])
     with torch.no_grad():
         return torch.equal(a.eval()(x, t), b.eval()(x, t))
 
@@ -32,7 +33,7 @@ def test_save_then_load_gives_identical_logits(nb, model, tokenizer, cfg, saved)
     assert reloaded_tokenizer.get_vocab() == tokenizer.get_vocab()
     assert reloaded_tokenizer.mask_token_id == tokenizer.mask_token_id
     assert reloaded_cfg == cfg and reloaded_history == history
-    assert json.loads((folder / "config.json").read_text()) == model.config
+    assert nb.ModelConfig(**json.loads((folder / "config.json").read_text())) == model.config
     assert not list(folder.parent.glob("*.tmp")) and not list(folder.parent.glob("*.old"))
 
 
@@ -66,9 +67,9 @@ def test_truncated_weights_are_a_clear_error(nb, saved):
         nb.load_checkpoint(folder)
 
 
-def test_weights_of_another_shape_are_a_clear_error(nb, saved, tokenizer, cfg, tmp_path):
+def test_weights_of_another_shape_are_a_clear_error(nb, saved, shape, tmp_path):
     folder, _ = saved
-    other = nb.DiffusionLM(**{**nb.model_kwargs(cfg, len(tokenizer)), "d_ff": 128})
+    other = nb.DiffusionLM(replace(shape, d_ff=128))
     other.save_pretrained(tmp_path / "other")
     (folder / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match="could not be loaded into the model in config.json"):
@@ -95,6 +96,9 @@ def test_a_config_of_another_model_is_a_clear_error(nb, saved):
     (folder / "config.json").write_text(json.dumps({"hidden_size": 512}))
     with pytest.raises(ValueError, match="cannot use"):
         nb.load_checkpoint(folder)
+    (folder / "config.json").write_text(json.dumps({**asdict(nb.get_config("smoke").model), "d_model": 65}))
+    with pytest.raises(ValueError, match="d_model=65 must split into n_heads=2"):
+        nb.load_checkpoint(folder)
 
 
 def test_load_pretrained_reads_folders_and_explains_unreachable_repos(nb, saved):
@@ -113,7 +117,7 @@ def test_hub_folder_has_card_plot_and_gif_and_still_loads(nb, model, tokenizer, 
     card = (folder / "README.md").read_text()
     assert "license: cdla-sharing-1.0" in card and "| 60 | 5.0000 | 4.9000 | 4.5000 | 4.4000 |" in card
     assert 'load_pretrained("me/tiny-diffusion")' in card and "T=16" in card
-    assert "position=rope, time_conditioning=adaln" in card and "loss_weighting=masked_mean" in card
+    assert "rotary positions, adaLN-Zero conditioning" in card and "[EOS] included" in card
     assert (folder / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "inference.gif").read_bytes() == gif.read_bytes()
     reloaded, *_ = nb.load_checkpoint(folder)

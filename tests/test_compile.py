@@ -5,13 +5,13 @@ import dataclasses
 import torch
 
 
-def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, tokenizer, tiny_data, tmp_path):
+def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
     short = dataclasses.replace(cfg, micro_steps=20, warmup_steps=2, evals_per_run=2, log_every=5)
-    stream, val = tiny_data(short.seq_len)
+    stream, val = tiny_data(shape.seq_len)
     histories = []
     for enabled, expected in ((False, "eager"), (True, "compiled")):
         torch.manual_seed(0)
-        model = nb.DiffusionLM(**nb.model_kwargs(short, len(tokenizer)))
+        model = nb.DiffusionLM(shape)
         assert nb.compile_blocks(model, enabled, short.batch_size) == expected
         history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / expected)
         histories.append(history)
@@ -23,8 +23,8 @@ def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, tokenizer, tiny_data
             assert step_a == step_b and abs(loss_a - loss_b) < 1e-3, (key, step_a, loss_a, loss_b)
 
 
-def test_a_failing_compiler_falls_back_to_eager(nb, cfg, tokenizer, monkeypatch, capsys):
-    model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))
+def test_a_failing_compiler_falls_back_to_eager(nb, cfg, shape, monkeypatch, capsys):
+    model = nb.DiffusionLM(shape)
 
     def broken_compile(self, *args, **kwargs):
         raise RuntimeError("no C++ compiler")
@@ -35,7 +35,7 @@ def test_a_failing_compiler_falls_back_to_eager(nb, cfg, tokenizer, monkeypatch,
     assert all(block._compiled_call_impl is None for block in model.blocks)
 
 
-def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, tokenizer, tiny_data, monkeypatch):
+def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokenizer, tiny_data, monkeypatch):
     graphs = []
 
     def counting(graph, example_inputs):  # a torch.compile backend that only counts the graphs it is given
@@ -45,14 +45,13 @@ def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, tokenizer, tin
     compile_module = torch.nn.Module.compile
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self: compile_module(self, backend=counting))
     torch.compiler.reset()  # no compiled code left over from other tests
-    model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))
+    model = nb.DiffusionLM(shape)
     assert nb.compile_blocks(model, True, cfg.batch_size) == "compiled"
     probed = len(graphs)
     assert probed > 0
-    stream, _ = tiny_data(cfg.seq_len)
-    protected, mask_id = nb.special_ids(tokenizer)
+    stream, _ = tiny_data(shape.seq_len)
     for _ in range(3):
-        x = nb.random_blocks(stream, cfg.batch_size, cfg.seq_len)
-        nb.micro_batch_backward(model, x, cfg, mask_id, protected, slice(None))
+        x = nb.random_blocks(stream, cfg.batch_size, shape.seq_len)
+        nb.micro_batch_backward(model, x, shape, tokenizer.mask_token_id, slice(None), cfg.grad_accum)
     assert len(graphs) == probed  # no recompilation: training runs the probe's code, at a static batch size
     torch.compiler.reset()

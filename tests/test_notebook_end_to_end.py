@@ -1,4 +1,5 @@
-"""Run the whole notebook with nbmake in smoke mode, as a user's "Run all" would, and check what it leaves behind."""
+"""Run the whole notebook in smoke mode, headless as README says and with nbmake as CI does, and check what it
+leaves behind."""
 
 import json
 import math
@@ -13,67 +14,80 @@ from notebook_defs import NOTEBOOK
 from synthetic_stories import write_data_folder
 
 SHARED_DATA = NOTEBOOK.parent.parent / "shared" / "data" / "tinystories"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-def run_notebook(workdir, **env):
+def printed_text(executed):
+    return "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+
+
+def run_with_nbmake(workdir, **env):
     shutil.copy(NOTEBOOK, workdir)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=600", "--overwrite", "-p", "no:cacheprovider"]
         + ["-q", NOTEBOOK.name],
         cwd=workdir,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        env={**ENV, **env},
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     executed = json.loads((workdir / NOTEBOOK.name).read_text())
-    return "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])), executed
+    return printed_text(executed), executed
+
+
+def run_headless(workdir, **parameters):
+    """README's headless command: papermill, with the cells' output shown as they run and the executed notebook kept."""
+    command = [sys.executable, "-m", "papermill", str(NOTEBOOK), "run.ipynb", "--log-output"]
+    for name, value in parameters.items():
+        command += ["-p", name, value]
+    result = subprocess.run(command, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    executed = json.loads((workdir / "run.ipynb").read_text())
+    return result.stdout + result.stderr, executed
 
 
 def check_outputs(workdir, printed, executed):
     final = workdir / "checkpoints" / "final"
-    for name in (
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "training_config.json",
-        "history.json",
-        "README.md",
-        "loss.png",
-        "inference.gif",
-    ):
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_config.json", "history.json",
+                 "README.md", "loss.png", "inference.gif"):
         assert (final / name).is_file(), name
     val = json.loads((final / "history.json").read_text())["val"]
     initial, last = val[0][1], val[-1][1]
     assert math.isfinite(last) and last < initial
-    gif = iio.imread(workdir / "checkpoints" / "inference.gif", index=None)
+    frames = iio.imread(workdir / "checkpoints" / "inference.gif", index=None).shape[0]
     config = json.loads((final / "training_config.json").read_text())["config"]
-    assert gif.shape[0] == config["diffusion_steps"] + 1  # the fully masked start, then every step
+    assert 2 <= frames <= config["model"]["diffusion_steps"] + 1  # the start, then every round the story needed
     assert "it reloads to the same config and bit-identical weights" in printed
     assert "All requirements already installed." in printed  # the install cell is a no-op here
+    assert "The untrained model writes noise" in printed and "t =  16 of 16 (100% hidden)" in printed
     assert (workdir / "checkpoints" / "baseline" / "model.safetensors").is_file()
     assert "| autoregressive |" in printed and "| masked diffusion |" in printed
     assert "gen. perplexity" in printed and "| ancestral | 16 |" in printed
-    assert any("image/gif" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
-    assert any("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+    outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
+    assert any("image/gif" in o.get("data", {}) for o in outputs)
+    assert any("image/png" in o.get("data", {}) for o in outputs)
 
 
 def test_notebook_trains_resumes_and_generates_on_generated_data(tmp_path):
     data = write_data_folder(tmp_path / "data", 500, seed=3, n_valid=50)
-    printed, executed = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))
-    check_outputs(tmp_path, printed, executed)
+    log, executed = run_headless(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))
+    check_outputs(tmp_path, printed_text(executed), executed)
+    assert "training (smoke)" in log and "step     60: validation loss" in log  # progress, as it happens
+    assert "| confidence | 16 |" in log
 
-    printed, _ = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))  # Run All again: nothing retrained
+    printed, _ = run_with_nbmake(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))  # Run All again: no retraining
     assert "60 of 60 optimizer updates already done" in printed
 
     (tmp_path / "checkpoints" / "inference.gif").unlink()
-    printed, _ = run_notebook(tmp_path, RUN_MODE="generate", CHECKPOINT="checkpoints/final")
+    printed, _ = run_with_nbmake(tmp_path, RUN_MODE="generate", CHECKPOINT="checkpoints/final", PROMPT="Zoé and a frog")
     assert "Loaded checkpoints/final" in printed and "training (" not in printed
-    assert iio.imread(tmp_path / "checkpoints" / "inference.gif", index=None).shape[0] == 17
+    assert "Zoé and a frog" in printed and "Tom and Lily went to the park." not in printed  # the user's prompt
+    assert iio.imread(tmp_path / "checkpoints" / "inference.gif", index=None).shape[0] <= 17
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no ../shared/data/tinystories beside this checkout")
 def test_notebook_runs_end_to_end_on_real_tinystories(tmp_path):
     files = sorted(str(p) for p in SHARED_DATA.glob("*.txt") if "_lower_" not in p.name)  # cased text only
-    printed, executed = run_notebook(tmp_path, RUN_MODE="smoke", DATA_PATH=",".join(files))
+    printed, executed = run_with_nbmake(tmp_path, RUN_MODE="smoke", DATA_PATH=",".join(files))
     check_outputs(tmp_path, printed, executed)

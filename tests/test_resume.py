@@ -76,7 +76,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(nb, straight_ru
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(nb, cfg, model, tokenizer, tiny_data, tmp_path):
     cfg = dataclasses.replace(cfg, micro_steps=60, log_every=10, checkpoints_per_run=3, evals_per_run=1)
-    stream, val = tiny_data(cfg.seq_len)
+    stream, val = tiny_data(cfg.model.seq_len)
     calls = []
 
     def poison(module, inputs, output):  # from the 26th training forward on, the model outputs NaN
@@ -94,7 +94,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(nb, cfg, mod
 
 def test_other_settings_are_refused_or_moved_aside(nb, cfg, model, tokenizer, tiny_data, tmp_path):
     cfg = dataclasses.replace(cfg, micro_steps=20, checkpoints_per_run=1, evals_per_run=1)
-    stream, val = tiny_data(cfg.seq_len)
+    stream, val = tiny_data(cfg.model.seq_len)
     nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run", "data-a")
     assert (tmp_path / "run" / "step-00000020").is_dir() and (tmp_path / "run" / "best").is_dir()
 
@@ -113,7 +113,7 @@ def test_other_settings_are_refused_or_moved_aside(nb, cfg, model, tokenizer, ti
 
 def test_a_finished_run_is_not_trained_again(nb, cfg, model, tokenizer, tiny_data, tmp_path, capsys):
     cfg = dataclasses.replace(cfg, micro_steps=10, checkpoints_per_run=1, evals_per_run=1)
-    stream, val = tiny_data(cfg.seq_len)
+    stream, val = tiny_data(cfg.model.seq_len)
     first, first_ema = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
     again, again_ema = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
     assert json.loads(json.dumps(first)) == again
@@ -123,7 +123,7 @@ def test_a_finished_run_is_not_trained_again(nb, cfg, model, tokenizer, tiny_dat
 
 def test_only_the_latest_checkpoints_are_kept(nb, cfg, model, tokenizer, tiny_data, tmp_path):
     cfg = dataclasses.replace(cfg, micro_steps=50, checkpoints_per_run=5, keep_checkpoints=2, evals_per_run=5)
-    stream, val = tiny_data(cfg.seq_len)
+    stream, val = tiny_data(cfg.model.seq_len)
     history, _ = nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best", "step-00000040", "step-00000050"]
     best_step, best_loss = min(history["val"][1:], key=lambda entry: entry[1])
@@ -146,7 +146,7 @@ def test_every_random_generator_is_restored(nb):
 
 def test_a_training_state_that_would_run_code_is_refused(nb, cfg, model, tokenizer, tiny_data, tmp_path):
     cfg = dataclasses.replace(cfg, micro_steps=10, checkpoints_per_run=1, evals_per_run=1)
-    stream, val = tiny_data(cfg.seq_len)
+    stream, val = tiny_data(cfg.model.seq_len)
     nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
     state_file = tmp_path / "run" / "step-00000010" / "trainer_state.pt"
     state = torch.load(state_file, weights_only=True)

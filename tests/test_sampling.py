@@ -7,17 +7,21 @@ import torch
 PROMPTS = ["Once upon a time", "Tom went to the park with his big red ball and"]
 
 
-def run(nb, model, tokenizer, steps=8, gen_len=24, temperature=1.0):
-    return nb.generate(
-        model, tokenizer, PROMPTS, gen_len, steps, temperature, top_k=20, generator=torch.Generator().manual_seed(0)
-    )
+def run(nb, model, tokenizer, steps=8, gen_len=24, temperature=1.0, seed=0, **options):
+    generator = torch.Generator().manual_seed(seed)
+    return nb.generate(model, tokenizer, PROMPTS, steps, temperature, 20, generator=generator, gen_len=gen_len,
+                       **options)
 
 
 def prompt_ids(nb, tokenizer):
     return [tokenizer.encode(nb.format_story(p, finished=False)) for p in PROMPTS]
 
 
-def test_prompts_stay_and_nothing_is_left_masked(nb, model, tokenizer):
+def ended(tokens, tokenizer):
+    return [tokenizer.eos_token_id in row.tolist() for row in tokens]
+
+
+def test_prompts_stay_and_nothing_is_left_hidden(nb, model, tokenizer):
     tokens, trajectory = run(nb, model, tokenizer)
     for row, ids in zip(tokens, prompt_ids(nb, tokenizer), strict=True):
         assert row[: len(ids)].tolist() == ids
@@ -25,52 +29,127 @@ def test_prompts_stay_and_nothing_is_left_masked(nb, model, tokenizer):
     assert torch.equal(trajectory[-1], tokens)
 
 
-def test_no_forbidden_special_tokens_are_generated(nb, model, tokenizer):
-    with torch.no_grad():  # make the untrained model prefer special tokens: they must still never appear
+def test_the_canvas_fills_the_model_by_default(nb, model, tokenizer, shape):
+    tokens, _ = nb.generate(model, tokenizer, PROMPTS[:1], 4)
+    assert tokens.shape == (1, shape.seq_len)
+
+
+def test_a_story_holds_no_special_token_and_ends_with_eos(nb, model, tokenizer):
+    with torch.no_grad():  # make the untrained model prefer special tokens: none may appear inside a story
         model.tok_emb.weight[: len(nb.SPECIAL_TOKENS)] *= 50
     tokens, _ = run(nb, model, tokenizer)
     for row, ids in zip(tokens, prompt_ids(nb, tokenizer), strict=True):
-        generated = row[len(ids) :]
-        assert not torch.isin(generated, torch.tensor(nb.banned_ids(tokenizer))).any()
+        story = row[len(ids) :].tolist()
+        end = story.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in story else len(story)
+        assert not set(story[:end]) & set(tokenizer.all_special_ids)
+        assert all(i == tokenizer.pad_token_id for i in story[end + 1 :])  # after the end: filler only
 
 
 @pytest.mark.parametrize("steps", [1, 5, 8, 24])
 def test_masks_left_after_each_step_follow_the_schedule(nb, model, tokenizer, steps):
     gen_len = 24
     tokens, trajectory = run(nb, model, tokenizer, steps=steps, gen_len=gen_len)
+    assert not any(ended(tokens, tokenizer))  # the schedule with stories that end is tested below
     assert len(trajectory) == steps + 1
     lengths = [len(ids) for ids in prompt_ids(nb, tokenizer)]
-    n_to_fill = [tokens.shape[1] - n for n in lengths]  # the shorter prompt fills more positions
+    n_to_fill = [tokens.shape[1] - n for n in lengths]  # the shorter prompt fills more
     assert max(n_to_fill) > gen_len == min(n_to_fill)
     for k, state in enumerate(trajectory):
         remaining = (state == tokenizer.mask_token_id).sum(1).tolist()
         assert remaining == [math.ceil(n * (steps - k) / steps) for n in n_to_fill]
 
 
-def test_revealed_tokens_never_change(nb, model, tokenizer):
-    _, trajectory = run(nb, model, tokenizer, steps=12)
+def story_row(nb, tokenizer, *pieces):
+    """A sampled row in the making: the chat prefix, then text, [MASK] (None) and special tokens (ints)."""
+    ids = tokenizer.encode(nb.CHAT_PREFIX)
+    for piece in pieces:
+        if isinstance(piece, str):
+            ids += tokenizer.encode(piece)
+        else:
+            ids.append(tokenizer.mask_token_id if piece is None else piece)
+    return torch.tensor([ids])
+
+
+def test_a_story_ends_at_its_eos_or_where_the_next_story_begins(nb, tokenizer):
+    mask, eos, pad = tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    bos, user = tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids("<|user|>")
+    prefix = len(tokenizer.encode(nb.CHAT_PREFIX))
+
+    def ended(row):
+        can_end = torch.arange(row.shape[1]) >= prefix + 1  # after a one-word prompt
+        return nb.end_stories(row, can_end, tokenizer)[0].tolist()[prefix:]
+
+    the = tokenizer.encode(" the")[0]
+    assert ended(story_row(nb, tokenizer, " the", None, eos, None, " the")) == [the, mask, eos, pad, pad]
+    # [BOS] starts the next story: the [EOS] goes right before it, and what follows is no story's
+    assert ended(story_row(nb, tokenizer, " the", None, None, bos, None)) == [the, mask, eos, pad, pad]
+    # <|user|> comes two after the [EOS]; a word already there stays, and the story ends just after it
+    assert ended(story_row(nb, tokenizer, " the", None, " the", None, user)) == [the, mask, the, eos, pad]
+    assert ended(story_row(nb, tokenizer, " the", None, None, None)) == [the, mask, mask, mask]  # not ended yet
+
+
+def test_revealed_tokens_never_change_except_to_close_an_ended_story(nb, model, tokenizer):
+    _, trajectory = run(nb, model, tokenizer, steps=12, seed=3)
     for before, after in itertools.pairwise(trajectory):
-        revealed = before != tokenizer.mask_token_id
+        closing = torch.isin(after, torch.tensor([tokenizer.pad_token_id, tokenizer.eos_token_id]))
+        revealed = (before != tokenizer.mask_token_id) & ~closing
         assert torch.equal(after[revealed], before[revealed])
 
 
 def test_greedy_sampling_is_deterministic(nb, model, tokenizer):
     first, _ = run(nb, model, tokenizer, temperature=0)
-    again, _ = run(nb, model, tokenizer, temperature=0)
+    again, _ = run(nb, model, tokenizer, temperature=0, seed=1)
     assert torch.equal(first, again)
 
 
+def test_sampling_is_reproducible_with_a_generator_on_the_cpu(nb, model, tokenizer):
+    assert torch.equal(run(nb, model, tokenizer, seed=4)[0], run(nb, model, tokenizer, seed=4)[0])
+    assert not torch.equal(run(nb, model, tokenizer, seed=4)[0], run(nb, model, tokenizer, seed=5)[0])
+
+
+def test_draws_follow_the_probabilities(nb):
+    probs = torch.tensor([[0.5, 0.3, 0.2, 0.0]]).expand(20_000, 4)
+    draws = nb.draw(probs, torch.Generator().manual_seed(0))
+    shares = torch.bincount(draws, minlength=4) / len(draws)
+    assert torch.allclose(shares, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.015)
+    assert shares[3] == 0
+
+
+def test_on_step_sees_every_round(nb, model, tokenizer):
+    seen = []
+    tokens, trajectory = run(nb, model, tokenizer, steps=6, on_step=lambda x: seen.append(x.clone()))
+    assert len(seen) == len(trajectory) - 1
+    assert all(torch.equal(a, b) for a, b in zip(seen, trajectory[1:], strict=True))
+
+
 def test_prompt_longer_than_the_sequence_is_a_clear_error(nb, model, tokenizer):
-    with pytest.raises(ValueError, match="more than the model's seq_len=64. Shorten the prompt or lower gen_len"):
-        nb.generate(model, tokenizer, ["word " * 80], 8, 4)
+    with pytest.raises(ValueError, match="leaves no room for 8 more in the model's seq_len=64. Shorten the prompt"):
+        nb.generate(model, tokenizer, ["word " * 80], 4, gen_len=8)
+    with pytest.raises(ValueError, match="leaves no room for any more in the model's seq_len=64"):
+        nb.generate(model, tokenizer, ["word " * 80], 4)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"prompts": []}, r"prompts=\[\]: pass a list of story openings"),
+        ({"prompts": "Once upon a time"}, "pass a list of story openings"),
+        ({"temperature": -0.5}, "temperature=-0.5 is negative: use 0 for the most likely token"),
+        ({"block_size": 0}, "block_size=0: use a positive number of positions per block, or None"),
+        ({"steps": 0}, "steps=0: use at least 1"),
+        ({"sampler": "greedy"}, "Unknown sampler 'greedy'; choose one of"),
+    ],
+)
+def test_bad_sampling_options_are_clear_errors(nb, model, tokenizer, options, message):
+    arguments = {"prompts": PROMPTS, "steps": 4, **options}
+    with pytest.raises(ValueError, match=message):
+        nb.generate(model, tokenizer, **arguments)
 
 
 def test_decoded_story_stops_at_eos_and_shows_masks(nb, tokenizer):
     prefix = tokenizer.encode(nb.CHAT_PREFIX)
     body = tokenizer.encode("The end.")
-    row = torch.tensor(
-        prefix + body + [tokenizer.mask_token_id] * 2 + [tokenizer.eos_token_id] + tokenizer.encode(" Next story")
-    )
+    row = torch.tensor(prefix + body + [tokenizer.mask_token_id] * 2 + [tokenizer.eos_token_id] + [0] * 3)
     assert nb.decode_story(tokenizer, row) == "The end."
     assert nb.decode_story(tokenizer, row, show_masks=True) == "The end.██"
 
@@ -91,14 +170,13 @@ def test_gif_frames_are_written_and_reloaded(nb, model, tokenizer, tmp_path):
 
 
 def test_ancestral_sampler_keeps_prompts_and_revealed_tokens_and_finishes(nb, model, tokenizer):
-    tokens, trajectory = nb.generate(
-        model, tokenizer, PROMPTS, 24, 8, top_k=20, generator=torch.Generator().manual_seed(0), sampler="ancestral"
-    )
+    tokens, trajectory = run(nb, model, tokenizer, sampler="ancestral")
     for row, ids in zip(tokens, prompt_ids(nb, tokenizer), strict=True):
         assert row[: len(ids)].tolist() == ids
     assert not (tokens == tokenizer.mask_token_id).any()
     for before, after in itertools.pairwise(trajectory):
-        revealed = before != tokenizer.mask_token_id
+        closing = torch.isin(after, torch.tensor([tokenizer.pad_token_id, tokenizer.eos_token_id]))
+        revealed = (before != tokenizer.mask_token_id) & ~closing
         assert torch.equal(after[revealed], before[revealed])
     remaining = [int((state == tokenizer.mask_token_id).sum()) for state in trajectory]
     assert remaining[0] > remaining[len(remaining) // 2] > remaining[-1] == 0
@@ -106,11 +184,11 @@ def test_ancestral_sampler_keeps_prompts_and_revealed_tokens_and_finishes(nb, mo
 
 def test_semi_autoregressive_blocks_fill_left_to_right(nb, model, tokenizer):
     tokens, trajectory = nb.generate(
-        model, tokenizer, PROMPTS[:1], 24, 12, generator=torch.Generator().manual_seed(0), block_size=8
+        model, tokenizer, PROMPTS[:1], 12, generator=torch.Generator().manual_seed(0), block_size=8, gen_len=24
     )
+    assert not any(ended(tokens, tokenizer))
     start = len(prompt_ids(nb, tokenizer)[0])
-    rounds = len(trajectory) - 1
-    assert rounds in (4, 8, 12)  # 12 // 3 rounds for each of 3 blocks of 8, fewer if a story ends early
+    assert len(trajectory) - 1 == 12  # 12 // 3 rounds for each of 3 blocks of 8
     for state in trajectory:
         hidden = (state[0, start:] == tokenizer.mask_token_id).view(3, 8)
         for block in range(2):  # a block is touched only once the block before it is complete
@@ -119,32 +197,23 @@ def test_semi_autoregressive_blocks_fill_left_to_right(nb, model, tokenizer):
     assert not (tokens == tokenizer.mask_token_id).any()
 
 
-def test_blocks_after_the_end_of_a_story_are_skipped(nb, model, tokenizer):
-    def favour_eos(module, inputs, logits):
-        return logits.index_add(-1, torch.tensor([tokenizer.eos_token_id]), torch.full((*logits.shape[:-1], 1), 50.0))
-
-    model.head.register_forward_hook(favour_eos)
-    tokens, _ = nb.generate(model, tokenizer, PROMPTS[:1], 24, 12, temperature=0, block_size=8)
-    start = len(prompt_ids(nb, tokenizer)[0])
-    generated = tokens[0, start:]
-    assert (generated[:8] == tokenizer.eos_token_id).any()
-    assert (generated[8:] == tokenizer.pad_token_id).all()
-
-
 def test_infilling_fills_masks_anywhere_and_keeps_the_rest(nb, model, tokenizer):
-    prompt = "Tom had a " + "[MASK]" * 3 + " and a big " + "[MASK]" * 2 + ". The end."
-    tokens, _ = nb.generate(model, tokenizer, [prompt], 0, 5, generator=torch.Generator().manual_seed(0))
+    prompt = "Tom had a" + "[MASK]" * 3 + " and a big" + "[MASK]" * 2 + ". The end."
+    tokens, _ = nb.generate(model, tokenizer, [prompt], 5, generator=torch.Generator().manual_seed(0), gen_len=0)
     template = torch.tensor(tokenizer.encode(nb.format_story(prompt, finished=False)))
     holes = template == tokenizer.mask_token_id
     assert holes.sum() == 5 and tokens.shape == (1, len(template))
     assert torch.equal(tokens[0][~holes], template[~holes])
-    assert not (tokens == tokenizer.mask_token_id).any()
-    assert nb.decode_story(tokenizer, tokens[0]).startswith("Tom had a ")
+    assert not torch.isin(tokens, torch.tensor([tokenizer.mask_token_id, tokenizer.eos_token_id])).any()
 
 
-def test_unknown_sampler_is_a_clear_error(nb, model, tokenizer):
-    with pytest.raises(ValueError, match="Unknown sampler 'greedy'; choose one of"):
-        nb.generate(model, tokenizer, PROMPTS, 8, 4, sampler="greedy")
+def test_a_space_before_the_hidden_words_goes_with_them(nb, tokenizer):
+    """The tokenizer attaches a space to the word after it: a space before [MASK] would be a lone space token."""
+    typed = nb.encode_prompts(tokenizer, ["Tom had a [MASK][MASK] and a  [MASK]. "], 64, gen_len=0)
+    expected = nb.encode_prompts(tokenizer, ["Tom had a[MASK][MASK] and a[MASK]."], 64, gen_len=0)
+    assert torch.equal(typed, expected)
+    lone_space = tokenizer.convert_tokens_to_ids("Ġ")  # this small vocabulary has one in "Tell me" of the prefix
+    assert typed.tolist()[0].count(lone_space) == tokenizer.encode(nb.CHAT_PREFIX).count(lone_space)
 
 
 def test_sample_quality_statistics(nb, tokenizer):
@@ -165,7 +234,7 @@ def test_sample_quality_statistics(nb, tokenizer):
 
 def test_sampler_comparison_covers_each_sampler_and_step_count(nb, model, tokenizer, cfg):
     rows = nb.compare_samplers(model, tokenizer, cfg, "cpu", n_samples=2)
-    T = cfg.diffusion_steps
+    T = cfg.model.diffusion_steps
     assert [(r["sampler"], r["steps"]) for r in rows] == [
         (name, steps) for name in ("confidence", "ancestral", "semi-AR (blocks of 32)") for steps in (T // 4, T // 2, T)
     ]

@@ -1,6 +1,6 @@
 """Train a tiny model with the notebook's own `train`, in its own process, so that tests can kill it.
 
-Usage: python train_worker.py WORKDIR [--crash-on-second-checkpoint] [--folder NAME] [--dropout P]
+Usage: python train_worker.py WORKDIR [--crash-on-second-checkpoint] [--folder NAME]
 Under `torchrun --nproc_per_node=N` it trains data-parallel on the gloo backend.
 """
 
@@ -22,7 +22,6 @@ CONFIG = {
     "micro_steps": 600,
     "grad_accum": 2,
     "batch_size": 8,
-    "dropout": 0.1,
     "warmup_steps": 20,
     "checkpoints_per_run": 10,
     "evals_per_run": 3,
@@ -60,26 +59,15 @@ def gradient_worker(rank, world, port, out):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     nb = load_definitions()
     cfg = dataclasses.replace(nb.get_config("smoke"), grad_accum=2)
+    shape = dataclasses.replace(cfg.model, vocab_size=300)
     torch.manual_seed(0)
-    model = nb.DiffusionLM(**nb.model_kwargs(cfg, 300))
+    model = nb.DiffusionLM(shape)
     trained, rows = nb.data_parallel(model, cfg, "cpu")
-    x = torch.randint(10, 300, (cfg.batch_size, cfg.seq_len), generator=torch.Generator().manual_seed(1))
-    parts = [nb.micro_batch_backward(trained, x, cfg, 4, torch.tensor([0, 2, 3]), rows, sync=s) for s in (0, 1)]
+    x = torch.randint(10, 300, (cfg.batch_size, shape.seq_len), generator=torch.Generator().manual_seed(1))
+    parts = [nb.micro_batch_backward(trained, x, shape, 4, rows, cfg.grad_accum, sync=s) for s in (0, 1)]
     loss = nb.reduced(sum(parts))  # a collective: every process takes part
     if rank == 0:
         torch.save({"loss": loss, **{n: p.grad for n, p in model.named_parameters()}}, out)
-    leave_without_teardown()
-
-
-def dropout_noise_worker(rank, world, port, out):
-    """One of `world` gloo processes: random numbers drawn inside own_dropout_noise, and after it."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    nb = load_definitions()
-    torch.manual_seed(0)  # the shared state
-    with nb.own_dropout_noise():
-        inside = torch.rand(4)
-    torch.save({"inside": inside, "after": torch.rand(4)}, f"{out}.{rank}")
     leave_without_teardown()
 
 
@@ -88,20 +76,19 @@ def main():
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--crash-on-second-checkpoint", action="store_true")
     parser.add_argument("--folder", default="run")
-    parser.add_argument("--dropout", type=float, default=CONFIG["dropout"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.init_process_group("gloo")
     nb = load_definitions()
-    cfg = dataclasses.replace(nb.get_config("smoke"), **{**CONFIG, "dropout": args.dropout})
+    cfg = dataclasses.replace(nb.get_config("smoke"), **CONFIG)
     stories = make_stories(200, seed=7)
     cache = args.workdir / "cache"  # with several processes, a one-process run must have filled it already
     tokenizer = nb.cached_tokenizer(stories, 300, cache)
     stream = nb.cached_token_stream(tokenizer, stories[:180], cache)
-    val = nb.fixed_blocks(nb.cached_token_stream(tokenizer, stories[180:], cache), cfg.seq_len, 16)
+    val = nb.fixed_blocks(nb.cached_token_stream(tokenizer, stories[180:], cache), cfg.model.seq_len, 16)
     torch.manual_seed(cfg.seed)
-    model = nb.DiffusionLM(**nb.model_kwargs(cfg, len(tokenizer)))
+    model = nb.DiffusionLM(dataclasses.replace(cfg.model, vocab_size=len(tokenizer)))
     if args.crash_on_second_checkpoint:
         torch.save = crash_during_second_save(torch.save)
     nb.train(model, cfg, stream, val, tokenizer, "cpu", args.workdir / args.folder, "synthetic")

@@ -1,0 +1,149 @@
+"""Recipes other than the notebook's, for benchmarks/ablate.py.
+
+A recipe change is a function `change(nb, cfg) -> cfg`: it receives a fresh copy of the notebook's definitions
+(tests/notebook_defs.load_definitions()) and the run's Config, may replace some of those definitions, and returns the
+Config to train with. The notebook's own train(), evaluate() and generate() then run the changed recipe as they run
+the notebook's, so every variant is trained, scored and sampled by the same code.
+"""
+
+import dataclasses
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def reference_network(embedding_std):
+    """The reference notebook's network: a learned table of absolute positions and an embedding of the step added to
+    the token embeddings, plain pre-LayerNorm blocks, dropout 0.1; its tied embedding drawn from N(0, embedding_std)
+    (the reference's is 1.0)."""
+
+    def change(nb, cfg):
+        nb.DiffusionLM = reference_model_class(nb, embedding_std, dropout=0.1)
+        return cfg
+
+    return change
+
+
+def reference_model_class(nb, embedding_std, dropout):
+    class ReferenceBlock(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+            self.attn, self.mlp = nb.SelfAttention(config), nb.MLP(config)
+            self.drop = nn.Dropout(dropout)
+
+        def forward(self, x, rotary, step):
+            x = x + self.drop(self.attn(self.ln1(x), rotary))
+            return x + self.drop(self.mlp(self.ln2(x)))
+
+    class ReferenceLM(nb.DiffusionLM):
+        def __init__(self, config):
+            nn.Module.__init__(self)
+            self.config = config
+            self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+            self.pos_emb = nn.Embedding(config.seq_len, config.d_model)
+            self.step_emb = nn.Embedding(config.diffusion_steps + 1, config.d_model)
+            self.drop = nn.Dropout(dropout)
+            self.blocks = nn.ModuleList(ReferenceBlock(config) for _ in range(config.n_layers))
+            self.ln_f = nn.LayerNorm(config.d_model)
+            self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+            self.head.weight = self.tok_emb.weight
+            head_dim = config.d_model // config.n_heads
+            # no rotation: cos 1, sin 0 turn the notebook's rotary attention into plain attention
+            self.register_buffer("rope_cos", torch.ones(config.seq_len, head_dim // 2), persistent=False)
+            self.register_buffer("rope_sin", torch.zeros(config.seq_len, head_dim // 2), persistent=False)
+            self.apply(nb.init_weights)
+            for block in self.blocks:
+                for proj in (block.attn.proj, block.mlp.down):
+                    nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+            nn.init.normal_(self.tok_emb.weight, std=embedding_std)
+
+        def hidden_states(self, idx, t):
+            L = idx.shape[1]
+            x = self.tok_emb(idx) + self.pos_emb(torch.arange(L, device=idx.device)) + self.step_emb(t)[:, None]
+            x, rotary = self.drop(x), (self.rope_cos[:L], self.rope_sin[:L])
+            for block in self.blocks:
+                x = block(x, rotary, None)
+            return self.ln_f(x)
+
+    return ReferenceLM
+
+
+def half_way_schedule(nb, cfg):
+    """The reference's learning-rate schedule: a cosine sized in micro-steps but stepped once per optimizer update, so
+    that with grad_accum=2 it only decays half-way."""
+    notebook_lr_at = nb.lr_at
+    nb.lr_at = lambda update, cfg: notebook_lr_at(update, dataclasses.replace(cfg, grad_accum=1))
+    return cfg
+
+
+def dropout(p):
+    """Dropout p on the residual branches of the notebook's blocks (the reference's 0.1)."""
+
+    def change(nb, cfg):
+        class DropoutBlock(nb.Block):
+            def __init__(self, config):
+                super().__init__(config)
+                self.drop = nn.Dropout(p)
+
+            def forward(self, x, rotary, step):
+                shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(step)[:, None].chunk(6, dim=-1)
+                x = x + gate1 * self.drop(self.attn(self.ln1(x) * (1 + scale1) + shift1, rotary))
+                return x + gate2 * self.drop(self.mlp(self.ln2(x) * (1 + scale2) + shift2))
+
+        nb.Block = DropoutBlock
+        return cfg
+
+    return change
+
+
+def sinusoidal_step(nb, cfg):
+    """The step as DiT and MDLM feed it: sinusoidal features of t/T through a two-layer MLP, instead of a table."""
+
+    class SinusoidalStepEmbedding(nn.Module):
+        def __init__(self, config, n_frequencies=64):
+            super().__init__()
+            self.diffusion_steps = config.diffusion_steps
+            frequencies = torch.exp(-math.log(10_000) * torch.arange(n_frequencies) / n_frequencies)
+            self.register_buffer("frequencies", frequencies, persistent=False)
+            width = nb.STEP_DIM
+            self.mlp = nn.Sequential(nn.Linear(2 * n_frequencies, width), nn.SiLU(), nn.Linear(width, width))
+
+        def forward(self, t):
+            angles = (1000 * t.float() / self.diffusion_steps)[:, None] * self.frequencies
+            return F.silu(self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1)))
+
+    nb.StepEmbedding = SinusoidalStepEmbedding
+    return cfg
+
+
+def settings(**values):
+    """Config values, e.g. settings(seed=7)."""
+    return lambda nb, cfg: dataclasses.replace(cfg, **values)
+
+
+def lr_scale(factor):
+    return lambda nb, cfg: dataclasses.replace(cfg, lr=cfg.lr * factor)
+
+
+VARIANTS = {
+    "defaults": [],
+    "reference": [reference_network(embedding_std=1.0), half_way_schedule],  # the reference's recipe, all of it
+    "fixed": [reference_network(embedding_std=0.02)],  # the reference's network, with the init and schedule fixed
+    "dropout 0.1": [dropout(0.1)],
+    "sinusoidal step": [sinusoidal_step],
+    "another seed": [settings(seed=7)],
+    "lr x3": [lr_scale(3.0)],
+    "lr /3": [lr_scale(1 / 3)],
+    "a third of the data": [settings(n_train_stories=3_300)],  # the same tokens, seen about 3 times
+}
+
+
+def apply(nb, cfg, names):
+    """cfg, and nb changed in place, for the variants `names` applied in order."""
+    for name in names:
+        for change in VARIANTS[name]:
+            cfg = change(nb, cfg)
+    return cfg

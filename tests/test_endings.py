@@ -1,0 +1,94 @@
+"""A model trained by the notebook learns where stories end, and its stories end: shown on a small model trained
+here, on stories whose endings can be learned from their text ("... The end.")."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from synthetic_stories import ANIMALS, FEELINGS, NAMES, PLACES, THINGS
+
+SENTENCES = [
+    "{name} saw a {animal} in the {place}.",
+    "The {animal} had a {thing}.",
+    "{name} felt {feeling}.",
+    "They played with the {thing} all day.",
+    "{name} went home.",
+]
+
+
+def story(rng):
+    words = {"name": rng.choice(NAMES), "animal": rng.choice(ANIMALS), "place": rng.choice(PLACES),
+             "thing": rng.choice(THINGS), "feeling": rng.choice(FEELINGS)}
+    return " ".join(s.format(**words) for s in rng.sample(SENTENCES, rng.randint(2, 4))) + " The end."
+
+
+@pytest.fixture(scope="module")
+def trained(nb, tmp_path_factory):
+    rng = random.Random(0)
+    stories = [story(rng) for _ in range(600)]
+    tokenizer = nb.train_tokenizer(stories, 300)
+    shape = nb.ModelConfig(len(tokenizer), seq_len=96, d_model=64, n_layers=2, n_heads=2, d_ff=256, diffusion_steps=16)
+    cfg = dataclasses.replace(nb.get_config("smoke"), model=shape, micro_steps=400, batch_size=16, lr=3e-3,
+                              warmup_steps=20, evals_per_run=1, log_every=100, checkpoints_per_run=1)
+    stream = nb.tokenize_stories(tokenizer, stories[:500])
+    val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[500:]), shape.seq_len, 16)
+    torch.manual_seed(0)
+    model = nb.DiffusionLM(shape)
+    nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path_factory.mktemp("run"))
+    return model.eval(), tokenizer, stories[500:]
+
+
+def test_eos_ranks_near_the_top_at_the_true_ends_of_held_out_stories(nb, trained):
+    model, tokenizer, held_out = trained
+    ranks = torch.tensor(nb.end_of_story_ranks(model, tokenizer, held_out, "cpu"), dtype=torch.float)
+    assert len(ranks) == len(held_out)  # every story fits the canvas
+    chance = (len(tokenizer) - len(nb.banned_ids(tokenizer))) / 2
+    assert ranks.median() <= 5 < chance / 20 and (ranks <= 10).float().mean() > 0.7
+
+
+def test_sampled_stories_end_and_nothing_follows_the_end(nb, trained):
+    model, tokenizer, _ = trained
+    tokens, trajectory = nb.generate(model, tokenizer, ["Mia saw a cat"] * 16, 16,
+                                     generator=torch.Generator().manual_seed(0))
+    quality = nb.sample_quality(tokenizer, tokens)
+    assert quality["ended"] >= 0.5
+    for row in tokens.tolist():
+        if tokenizer.eos_token_id in row:
+            end = row.index(tokenizer.eos_token_id)
+            assert set(row[end + 1 :]) <= {tokenizer.pad_token_id}  # the rest of the canvas is filler
+    assert not (tokens == tokenizer.mask_token_id).any() and len(trajectory) == 17
+
+
+def test_the_schedule_goes_on_with_what_is_left_of_each_story(nb, trained):
+    model, tokenizer, _ = trained
+    steps, prompt = 8, "Tom saw a dog"
+    tokens, trajectory = nb.generate(model, tokenizer, [prompt] * 8, steps, generator=torch.Generator().manual_seed(1))
+    start = len(tokenizer.encode(nb.format_story(prompt, finished=False)))
+    for i in range(len(tokens)):
+        in_story = [(state[i, start:] != tokenizer.pad_token_id).sum().item() for state in trajectory]
+        hidden = [(state[i, start:] == tokenizer.mask_token_id).sum().item() for state in trajectory]
+        for k in range(1, len(trajectory)):
+            if in_story[k] == in_story[k - 1]:  # no [EOS] cut the story short in this round
+                planned = -(-in_story[k] * (steps - k) // steps)  # ceil: the linear schedule over the story's length
+                assert hidden[k] == min(hidden[k - 1], planned)
+        assert in_story[-1] < in_story[0] or tokenizer.eos_token_id not in tokens[i].tolist()
+    assert nb.sample_quality(tokenizer, tokens)["ended"] > 0 and not (tokens == tokenizer.mask_token_id).any()
+
+
+def test_blocks_after_the_end_of_a_story_are_skipped(nb, trained):
+    model, tokenizer, _ = trained
+    prompt = "Ben saw a frog in the park. The frog had a hat."
+    start = len(tokenizer.encode(nb.format_story(prompt, finished=False)))
+    n_blocks = -(-(model.config.seq_len - start) // 16)
+    for seed in range(10):
+        tokens, trajectory = nb.generate(model, tokenizer, [prompt], 4 * n_blocks, block_size=16,
+                                         generator=torch.Generator().manual_seed(seed))
+        story = tokens[0, start:].tolist()
+        if tokenizer.eos_token_id in story and story.index(tokenizer.eos_token_id) < 16 * (n_blocks - 1):
+            break
+    else:
+        pytest.fail("no story ended before its last block in ten tries")
+    end = story.index(tokenizer.eos_token_id)
+    assert len(trajectory) - 1 <= 4 * (end // 16 + 1) < 4 * n_blocks  # no rounds for the blocks after the end
+    assert set(story[end + 1 :]) == {tokenizer.pad_token_id}
