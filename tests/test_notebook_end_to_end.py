@@ -67,6 +67,11 @@ def check_outputs(workdir, printed, executed):
     outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
     assert any("image/gif" in o.get("data", {}) for o in outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)
+    write = next(c for c in executed["cells"] if c.get("id") == "write")
+    live = [o for o in write["outputs"] if o["output_type"] == "display_data"]  # redrawn after every round
+    assert len(live) == 1
+    shown = "".join(live[0]["data"]["text/plain"])
+    assert shown.startswith("Once upon a time") and "█" not in shown  # the last redraw: the finished stories
 
 
 def test_notebook_trains_resumes_and_generates_on_generated_data(tmp_path):
