@@ -18,6 +18,10 @@ if ! python3 -c "import papermill" 2>/dev/null; then  # the GPU machine: the car
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site
 fi
+if [[ ! -d .data ]]; then
+    echo "no .data here: run benchmarks/gpu_prepare.sh first, and carry .whl and .data" >&2
+    exit 2
+fi
 DATA=$(find "$ROOT/.data" -name '*.txt' | sort | paste -sd, -)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
 for part in "${@:-notebook}"; do
