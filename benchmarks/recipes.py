@@ -86,12 +86,8 @@ def dropout(p):
         class DropoutBlock(nb.Block):
             def __init__(self, config):
                 super().__init__(config)
-                self.drop = nn.Dropout(p)
-
-            def forward(self, x, rotary, step):
-                shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(step)[:, None].chunk(6, dim=-1)
-                x = x + gate1 * self.drop(self.attn(self.ln1(x) * (1 + scale1) + shift1, rotary))
-                return x + gate2 * self.drop(self.mlp(self.ln2(x) * (1 + scale2) + shift2))
+                for branch in (self.attn, self.mlp):  # dropout on each branch's output, before its gate
+                    branch.register_forward_hook(lambda module, inputs, output: F.dropout(output, p, module.training))
 
         nb.Block = DropoutBlock
         return cfg

@@ -1,5 +1,6 @@
 """benchmarks/ablate.py: each variant changes what its name says, on a fresh copy of the notebook's definitions."""
 
+import copy
 import dataclasses
 import importlib.util
 from pathlib import Path
@@ -73,7 +74,13 @@ def test_each_variant_changes_only_its_own_part(ablate):
     t = torch.tensor([1, 32, 64])
     assert sinusoidal.step_emb(t).shape == (3, nb.STEP_DIM)
     _, dropout_cfg, dropout = build(ablate, ["dropout 0.1"])
-    assert not differences(dropout_cfg, cfg) and all(block.drop.p == 0.1 for block in dropout.blocks)
+    assert not differences(dropout_cfg, cfg) and type(dropout.blocks[0]).__name__ == "DropoutBlock"
+    for block in dropout.blocks:  # open the adaLN gates, so that the branches reach the output
+        torch.nn.init.normal_(block.modulation.weight, std=0.1)
+    x, t = torch.randint(10, 300, (2, 256)), torch.tensor([3, 40])
+    assert not torch.equal(dropout.train()(x, t), dropout(x, t))  # dropout noise while training
+    ema = copy.deepcopy(dropout).eval()  # as the EMA copy is: no noise once evaluated
+    assert torch.equal(ema(x, t), ema(x, t)) and torch.equal(dropout.eval()(x, t), ema(x, t))
     assert differences(ablate.variant(["another seed", "lr /3"], "small")[1], cfg) == {"seed", "lr"}
     assert ablate.variant(["lr x3"], "small")[1].lr == pytest.approx(3 * cfg.lr)
     fresh, _ = ablate.variant(["defaults"], "small")
