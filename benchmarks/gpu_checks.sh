@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Every GPU measurement this project reports, in parts that fit a device call of 10 minutes:
+# Every GPU check and measurement this project reports, in parts that fit a device call of 10 minutes:
+#   tests     tests/test_gpu.py: compiled bf16 blocks against the fp32 CPU model, the sampler's random numbers, evaluation
 #   notebook  the notebook itself, top to bottom, as a user's Run All executes it (papermill), in quick mode on the
 #             cased TinyStories text in .data; keeps the executed notebook, its log, history, loss plot and GIF
 #   ablation  the reference's recipe against the notebook's at quick scale (benchmarks/ablate.py --scale quick)
 #   speed     benchmarks/throughput.py: every mode's shape, compiled and eager, bare step, whole loop and sampler
+#             (THROUGHPUT_ARGS passes it options, e.g. "--modes budget_100 --steps 10")
+#   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
+#             GPU busy share, a profile) and the candidate fixes (static-shape loss, CUDA graphs, one micro-batch)
+# DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
+# written under $OUT comes back), so that a call ends before the device's limit.
 # Prepare with benchmarks/gpu_prepare.sh, then, e.g.:
-#   run(command="benchmarks/gpu_checks.sh notebook ablation", carry=[".whl", ".data"], timeout_s=590)
-#   run(command="benchmarks/gpu_checks.sh speed", carry=[".whl", ".data"], timeout_s=590)
+#   run(command="DEADLINE_S=570 benchmarks/gpu_checks.sh tests notebook speed ablation", carry=[".whl", ".data"],
+#       timeout_s=590)
 # Everything lands in $OUT (the device tool's folder; /tmp/gpu-checks elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,25 +30,52 @@ if [[ ! -d .data ]]; then
 fi
 DATA=$(find "$ROOT/.data" -name '*.txt' | sort | paste -sd, -)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
+python3 -c "import torch; print('torch', torch.__version__)"
+
+PARTS=$(mktemp)  # one line per part; not in $OUT, which brings back at most 8 files
+time_left() {  # seconds this part may run: until DEADLINE_S, or a day without one
+    echo $((${DEADLINE_S:-86400} - SECONDS))
+}
+
 for part in "${@:-notebook}"; do
+    if (($(time_left) < 30)); then
+        echo "== $part: skipped, DEADLINE_S=$DEADLINE_S reached" | tee -a "$PARTS"
+        continue
+    fi
+    began=$SECONDS
+    status=0
     case $part in
+    tests)
+        timeout "$(time_left)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 \
+            | tee "$OUT/tests.log" || status=$?
+        ;;
     notebook)
         work=$(mktemp -d)
-        (cd "$work" && RUN_MODE=${RUN_MODE:-quick} DATA_PATH=$DATA python3 -m papermill \
-            "$ROOT/Diffusion_LLM_from_Scratch_TinyStories.ipynb" notebook.ipynb --log-output 2>&1) | tee "$OUT/notebook.log"
-        cp "$work/notebook.ipynb" "$work/checkpoints/final/history.json" "$work/checkpoints/loss.png" \
-            "$work/checkpoints/inference.gif" "$OUT/"
+        (cd "$work" && RUN_MODE=${RUN_MODE:-quick} DATA_PATH=$DATA timeout "$(time_left)" python3 -m papermill \
+            "$ROOT/Diffusion_LLM_from_Scratch_TinyStories.ipynb" notebook.ipynb --log-output 2>&1) \
+            | tee "$OUT/notebook.log" || status=$?
+        for file in notebook.ipynb checkpoints/final/history.json checkpoints/loss.png checkpoints/inference.gif; do
+            cp "$work/$file" "$OUT/" 2>/dev/null || echo "no $file"
+        done
         ;;
     ablation)
-        python3 benchmarks/ablate.py --scale quick --data "$DATA" --variants reference defaults --samples 3 2>&1 \
-            | grep -v '^training' | tee "$OUT/ablation.log"
+        timeout "$(time_left)" python3 benchmarks/ablate.py --scale quick --data "$DATA" \
+            --variants ${ABLATION_VARIANTS:-reference defaults} --samples 3 2>&1 \
+            | grep -v '^training' | tee "$OUT/ablation.log" || status=$?
         ;;
     speed)
-        python3 benchmarks/throughput.py --compile both 2>&1 | grep -v '^training' | tee "$OUT/speed.log"
+        # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of options
+        timeout "$(time_left)" python3 benchmarks/throughput.py --compile both ${THROUGHPUT_ARGS:-} 2>&1 \
+            | grep -v '^training' | tee "$OUT/speed.log" || status=$?
+        ;;
+    overhead)
+        timeout "$(time_left)" python3 benchmarks/overhead.py 2>&1 | tee "$OUT/overhead.log" || status=$?
         ;;
     *)
-        echo "unknown part $part: use notebook, ablation or speed" >&2
+        echo "unknown part $part: use tests, notebook, ablation, speed or overhead" >&2
         exit 2
         ;;
     esac
+    echo "== $part: exit status $status after $((SECONDS - began)) s" | tee -a "$PARTS"
 done
+cat "$PARTS"  # last, so that the reply's tail holds it

@@ -173,7 +173,6 @@ def main():
     )
     args = parser.parse_args()
 
-    torch.backends.cuda.matmul.allow_tf32 = True
     nb = load_definitions()
     tokenizer = nb.train_tokenizer(make_stories(300), 400)  # only for prompts and special-token ids
     peak = matmul_peak(device)
@@ -224,6 +223,7 @@ def main():
                 f"{throughput:.1f}",
             )
         )
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)  # each row as it comes: a cut-off run keeps its rows
         per_update, validation, checkpoint = time_whole_run(
             nb, cfg, model, optimizer, tokenizer, device, compiled, args.loop_updates, work / f"{mode}-{execution}"
         )
@@ -241,6 +241,7 @@ def main():
                 f"{cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / run_seconds:,.0f}",
             )
         )
+        print("| " + " | ".join(run_rows[-1]) + " |", flush=True)
         del model, optimizer
     shutil.rmtree(work)
     print_table(header, rows)

@@ -7,8 +7,10 @@ tagged, is an error that names the cell, so a definition can never be skipped si
 """
 
 import ast
+import itertools
 import json
 import linecache
+import sys
 import types
 from pathlib import Path
 
@@ -55,8 +57,14 @@ def check_contract(cell_id, tags, tree):
             )
 
 
+COPIES = itertools.count()
+
+
 def load_definitions(path=NOTEBOOK):
-    module = types.ModuleType("notebook")
+    """A fresh module holding the definitions cells' names. Each call makes a new copy, registered in sys.modules
+    under a name of its own (torch.compile looks classes up there by their __module__)."""
+    module = types.ModuleType(f"notebook_{next(COPIES)}")
+    sys.modules[module.__name__] = module
     for cell_id, tags, source in code_cells(path):
         tree = ast.parse(source)
         check_contract(cell_id, tags, tree)

@@ -1,0 +1,241 @@
+"""Where a training update's and a sampling round's time goes, and what each candidate fix buys. Prints tables.
+
+    python benchmarks/overhead.py                 # budget_100's shape on a GPU; smoke's on the CPU (a rehearsal)
+    python benchmarks/overhead.py --mode quick --updates 20
+
+1. Dispatch: microseconds per small eager operation (1,000 adds on a one-element tensor, back to back), and per
+   operation replayed from a CUDA graph. A training update of the notebook runs about 2,500 eager operations at
+   budget_100's shape and a sampling round about 570 (counted with torch.profiler on the CPU).
+2. Training, every variant on the same micro-batches (tokens, steps and masks drawn from seeded generators):
+     notebook          the notebook's loss (compiled blocks, the output layer at the hidden positions only)
+     static            the output layer and the loss at every position, the loss masked to the hidden ones: no shape
+                       depends on the data (no host sync), so the whole loss compiles as one graph
+     static + graphs   the same, replayed from CUDA graphs (torch.compile mode="reduce-overhead")
+   each at the mode's micro-batch × accumulation and as one micro-batch of the same tokens. Columns: time per update,
+   tokens/s, MFU against a measured bf16 matmul peak, kernels per update and the share of the update's wall time in
+   which the GPU runs one (torch.profiler), the loss on the first micro-batch and the cosine between the variant's
+   first weight update and the notebook's (the same weights, the same batch: 1.0 is the same update).
+3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate, and
+   generate with the model's features replayed from a CUDA graph.
+"""
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_defs import load_definitions  # noqa: E402
+from synthetic_stories import make_stories  # noqa: E402
+from throughput import matmul_peak, print_table, synchronize, train_flops_per_token  # noqa: E402
+
+
+def seconds_per_operation(device, n=1_000):
+    """(eager, replayed from a CUDA graph or None): wall seconds per tiny operation."""
+    x = torch.zeros(1, device=device)
+
+    def chain():
+        y = x
+        for _ in range(n):
+            y = y + 1
+        return y
+
+    chain()
+    eager = timed(chain, device) / n
+    if device != "cuda":
+        return eager, None
+    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        chain()
+        with torch.cuda.graph(graph, stream=stream):
+            chain()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph.replay()
+    return eager, timed(graph.replay, device) / n
+
+
+def timed(function, device, repeats=1):
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def micro_batches(shape, batch_size, count, mask_id, device):
+    """count micro-batches (x, t, noisy, hidden), the same for every variant and every call."""
+    batches = []
+    for i in range(count):
+        generator = torch.Generator(device).manual_seed(i)
+        x = torch.randint(10, shape.vocab_size, (batch_size, shape.seq_len), device=device, generator=generator)
+        t = torch.randint(1, shape.diffusion_steps + 1, (batch_size,), device=device, generator=generator)
+        batches.append((x, t, *corrupt_with(generator, x, t, shape, mask_id)))
+    return batches
+
+
+def corrupt_with(generator, x, t, shape, mask_id):
+    noise = torch.rand(x.shape, device=x.device, generator=generator)
+    hidden = noise < (t.float() / shape.diffusion_steps)[:, None]
+    return torch.where(hidden, mask_id, x), hidden
+
+
+def notebook_loss(nb):
+    def loss(model, x, t, noisy, hidden):
+        return nb.masked_token_losses(model, noisy, t, x, hidden).sum() / hidden.sum().clamp(min=1)
+
+    return loss
+
+
+def static_loss(model, x, t, noisy, hidden):
+    """The notebook's loss with no data-dependent shape: every position's cross-entropy, the hidden ones averaged."""
+    losses = F.cross_entropy(model(noisy, t).flatten(0, 1).float(), x.flatten(), reduction="none")
+    return (losses * hidden.flatten()).sum() / hidden.sum().clamp(min=1)
+
+
+def graphed(function, **options):
+    """function compiled with CUDA graphs; each call starts a new step, so the previous step's outputs may be reused."""
+    compiled = torch.compile(function, mode="reduce-overhead", **options)
+
+    def call(*args):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args)
+
+    return call
+
+
+def as_the_notebook_runs(nb, model, batch_size):
+    nb.compile_blocks(model, True, batch_size)
+    return notebook_loss(nb)
+
+
+TRAINING_VARIANTS = {  # name -> (nb, model, micro-batch size) -> the loss function to train with
+    "notebook": as_the_notebook_runs,
+    "static": lambda nb, model, batch_size: torch.compile(static_loss, fullgraph=True),
+    "static + graphs": lambda nb, model, batch_size: graphed(static_loss, fullgraph=True),
+}
+
+
+def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, updates, warmup):
+    torch.manual_seed(0)
+    model = nb.DiffusionLM(cfg.model).to(device)
+    loss_of = TRAINING_VARIANTS[name](nb, model, batch_size)
+    optimizer = nb.make_optimizer(model, cfg, device)
+    groups = [batches[i : i + grad_accum] for i in range(0, len(batches), grad_accum)]
+
+    def update(group):
+        for x, t, noisy, hidden in group:
+            with nb.autocast(device):
+                loss = loss_of(model, x, t, noisy, hidden) / grad_accum
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    before = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+    first_loss = update(groups[0]).item() * grad_accum
+    first_step = torch.cat([p.detach().flatten().float() for p in model.parameters()]) - before
+    for i in range(warmup):
+        update(groups[(1 + i) % len(groups)])
+    seconds = timed(lambda: [update(group) for group in groups[:updates]], device) / updates
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])) as prof:
+        for group in groups[:3]:
+            update(group)
+        synchronize(device)
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy = sum(e.time_range.elapsed_us() for e in kernels) * 1e-6 / (3 * seconds) if kernels else None
+    if name == "notebook":  # where its time goes: the operations that cost the most host time, and device time
+        for key in ["self_cpu_time_total"] + (["self_device_time_total"] if device == "cuda" else []):
+            print(f"\n{name}, {batch_size} × {grad_accum}, 3 updates, by {key}:")
+            print(prof.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=60))
+    return model, seconds, first_loss, first_step, len(kernels) / 3, busy
+
+
+def sampling_models(nb, cfg, device):
+    """{name: the model generate runs}: as the notebook compiles it, and one whose features come from a CUDA graph."""
+    torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
+    model = nb.DiffusionLM(cfg.model).to(device)
+    replayed = copy.deepcopy(model)
+    nb.compile_blocks(model, True, cfg.batch_size)
+    models = {"notebook (compiled blocks)": model}
+    if device == "cuda":
+        replayed.hidden_states = graphed(replayed.hidden_states)
+        models["features from a CUDA graph"] = replayed
+    return models
+
+
+def time_sampling(nb, model, tokenizer, cfg, device, batch):
+    prompts = ["Once upon a time"] * batch
+    gen_len = min(128, cfg.model.seq_len - len(tokenizer.encode(nb.format_story(prompts[0], finished=False))))
+    for _ in range(2):  # warm-up: compiles and records the graphs
+        nb.generate(model, tokenizer, prompts, 4, device=device, gen_len=gen_len)
+    return timed(
+        lambda: nb.generate(model, tokenizer, prompts, 128, cfg.temperature, cfg.top_k, device, gen_len=gen_len),
+        device,
+    )
+
+
+def main():
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="budget_100" if device == "cuda" else "smoke")
+    parser.add_argument("--updates", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")
+    parser.add_argument("--warmup", type=int, default=5 if device == "cuda" else 1)
+    parser.add_argument("--variants", nargs="+", choices=list(TRAINING_VARIANTS), default=list(TRAINING_VARIANTS))
+    args = parser.parse_args()
+
+    nb = load_definitions()
+    tokenizer = nb.train_tokenizer(make_stories(300), 400)  # only for prompts and special-token ids
+    cfg = nb.get_config(args.mode)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    eager, replayed = seconds_per_operation(device)
+    peak = matmul_peak(device)
+    print(f"device: {name}; torch {torch.__version__}; matmul peak {peak / 1e12:.1f} TFLOP/s; {eager * 1e6:.1f} µs "
+          f"per eager operation" + (f", {replayed * 1e6:.2f} µs replayed from a CUDA graph" if replayed else ""))
+
+    tokens_per_update = cfg.batch_size * cfg.grad_accum
+    shapes = {(cfg.batch_size, cfg.grad_accum), (tokens_per_update, 1)}
+    rows, reference_step = [], {}
+    for (batch_size, grad_accum), variant in [(s, v) for s in sorted(shapes, reverse=True) for v in args.variants]:
+        batches = micro_batches(cfg.model, batch_size, grad_accum * (args.updates + 1), tokenizer.mask_token_id,
+                                device)
+        try:
+            model, seconds, first_loss, first_step, kernels, busy = train_variant(
+                nb, cfg, variant, batch_size, grad_accum, batches, device, args.updates, args.warmup)
+        except Exception as error:  # a variant that fails on this device is a finding, not the end of the run
+            rows.append((variant, f"{batch_size} × {grad_accum}", f"failed: {type(error).__name__}: {error}"[:300],
+                         *[""] * 6))
+            print("| " + " | ".join(rows[-1]) + " |", flush=True)
+            continue
+        reference_step.setdefault((batch_size, grad_accum), first_step)
+        agreement = F.cosine_similarity(first_step, reference_step[(batch_size, grad_accum)], dim=0).item()
+        tokens = tokens_per_update * cfg.model.seq_len
+        rows.append((variant, f"{batch_size} × {grad_accum}", f"{seconds * 1e3:.1f}", f"{tokens / seconds:,.0f}",
+                     f"{tokens / seconds * train_flops_per_token(model) / peak:.1%}", f"{kernels:.0f}",
+                     f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}", f"{agreement:.4f}"))
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    print(f"\nTraining at {args.mode}'s shape, {tokens_per_update * cfg.model.seq_len:,} tokens per update:")
+    print_table(("variant", "micro-batch × accumulation", "ms/update", "tokens/s", "MFU", "kernels/update",
+                 "GPU busy", "first loss", "first update vs notebook (cosine)"), rows)
+
+    sampling = []
+    for variant, sampler_model in sampling_models(nb, cfg, device).items():
+        one = time_sampling(nb, sampler_model, tokenizer, cfg, device, 1)
+        many = time_sampling(nb, sampler_model, tokenizer, cfg, device, 64)
+        sampling.append((variant, f"{one:.3f}", f"{64 / many:.1f}"))
+        print("| " + " | ".join(sampling[-1]) + " |", flush=True)
+    print(f"\nSampling at {args.mode}'s shape, 128 rounds:")
+    print_table(("forward", "seconds for one story", "stories/s at batch 64"), sampling)
+
+
+if __name__ == "__main__":
+    main()

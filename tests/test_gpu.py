@@ -1,0 +1,97 @@
+"""What only a GPU can check: compiled bf16 blocks against the fp32 CPU model, the sampler's random numbers when the
+generator and the model sit on different devices, and evaluation on the GPU. Skipped where there is no CUDA GPU
+(`benchmarks/gpu_checks.sh tests` runs them on one)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def relative_error(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def flat_gradient(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def noisy_batch(nb, shape, tokenizer, stream, t_value=None):
+    torch.manual_seed(1)
+    x = nb.random_blocks(stream, 16, shape.seq_len, torch.Generator().manual_seed(0))
+    t = torch.full((len(x),), t_value) if t_value else torch.randint(1, shape.diffusion_steps + 1, (len(x),))
+    noisy, hidden = nb.corrupt(x, t, shape.diffusion_steps, tokenizer.mask_token_id, torch.Generator().manual_seed(2))
+    return x, t, noisy, hidden
+
+
+def test_compiled_bf16_blocks_on_the_gpu_compute_the_cpu_loss_and_gradient(nb, model, shape, tokenizer, tiny_data):
+    stream, _ = tiny_data(shape.seq_len)
+    x, t, noisy, hidden = noisy_batch(nb, shape, tokenizer, stream)
+    on_cpu = model.float()
+    loss_cpu = nb.masked_token_losses(on_cpu, noisy, t, x, hidden).mean()
+    loss_cpu.backward()
+    gradient_cpu = flat_gradient(on_cpu)
+
+    on_gpu = nb.DiffusionLM(shape).cuda()
+    on_gpu.load_state_dict(on_cpu.state_dict())
+    assert nb.compile_blocks(on_gpu, True, len(x)) == "compiled"
+    with nb.autocast("cuda"):
+        loss_gpu = nb.masked_token_losses(on_gpu, noisy.cuda(), t.cuda(), x.cuda(), hidden.cuda()).mean()
+    loss_gpu.backward()
+    gradient_gpu = flat_gradient(on_gpu).cpu()
+
+    assert abs(loss_gpu.item() - loss_cpu.item()) / loss_cpu.item() < 1e-2
+    assert relative_error(gradient_gpu, gradient_cpu) < 5e-2  # bf16 operands: about 1e-2
+    assert torch.nn.functional.cosine_similarity(gradient_gpu, gradient_cpu, dim=0) > 0.99
+
+
+def test_training_on_the_gpu_lowers_the_validation_loss(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
+    short = dataclasses.replace(cfg, micro_steps=60, evals_per_run=2)
+    stream, val = tiny_data(shape.seq_len)
+    torch.manual_seed(0)
+    model = nb.DiffusionLM(shape).cuda()
+    assert nb.compile_blocks(model, True, short.batch_size) == "compiled"
+    history, _ = nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path)
+    first, last = history["val"][0][1], history["val"][-1][1]
+    assert last < first - 0.5, history["val"]
+
+
+def test_evaluation_on_the_gpu_matches_the_cpu(nb, model, shape, tokenizer, tiny_data):
+    _, val = tiny_data(shape.seq_len)
+    on_cpu = nb.evaluate(model.float(), val, tokenizer, "cpu")
+    on_gpu = nb.evaluate(model.cuda(), val, tokenizer, "cuda")
+    assert on_gpu["tokens"] == on_cpu["tokens"]
+    assert abs(on_gpu["nelbo"] - on_cpu["nelbo"]) / on_cpu["nelbo"] < 1e-2
+    assert abs(on_gpu["loss"] - on_cpu["loss"]) / on_cpu["loss"] < 1e-2
+
+
+@pytest.mark.parametrize("generator_device", ["cpu", "cuda"])
+def test_draws_on_the_gpu_follow_the_probabilities_with_a_generator_on_either_device(nb, generator_device):
+    probs = torch.tensor([[0.5, 0.3, 0.2, 0.0]], device="cuda").expand(20_000, 4)
+    draws = nb.draw(probs, torch.Generator(generator_device).manual_seed(0))
+    again = nb.draw(probs, torch.Generator(generator_device).manual_seed(0))
+    assert draws.device.type == "cuda" and torch.equal(draws, again)
+    shares = torch.bincount(draws, minlength=4).cpu() / len(draws)
+    assert torch.allclose(shares, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.015)
+
+
+@pytest.mark.parametrize("generator_device", ["cpu", "cuda"])
+@pytest.mark.parametrize("sampler", ["confidence", "ancestral"])
+def test_sampling_on_the_gpu_is_reproducible_with_a_generator_on_either_device(
+    nb, model, tokenizer, generator_device, sampler
+):
+    model = model.cuda()
+
+    def sample(seed):
+        generator = torch.Generator(generator_device).manual_seed(seed)
+        tokens, _ = nb.generate(
+            model, tokenizer, ["Once upon a time"] * 4, 8, 1.0, 20, "cuda", generator, sampler=sampler, gen_len=24
+        )
+        return tokens
+
+    first = sample(0)
+    assert not (first == tokenizer.mask_token_id).any()
+    assert torch.equal(first, sample(0))
+    assert not torch.equal(first, sample(1))
