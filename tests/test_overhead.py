@@ -1,0 +1,50 @@
+"""benchmarks/overhead.py: its candidate fixes compute the notebook's loss and update, so their timings compare like
+with like."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("overhead", BENCHMARKS / "overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def loss_and_gradient(model, loss_function, batch):
+    model.zero_grad()
+    loss = loss_function(model, *batch)
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_the_static_loss_is_the_notebooks_loss_with_no_shape_that_depends_on_the_data(
+    overhead, nb, model, shape, tokenizer
+):
+    batch = overhead.micro_batches(nb, shape, 8, 1, tokenizer.mask_token_id, "cpu")[0]
+    notebook_loss, notebook_gradient = loss_and_gradient(model, overhead.notebook_loss(nb), batch)
+    static_loss, static_gradient = loss_and_gradient(model, overhead.static_loss, batch)
+    assert static_loss == pytest.approx(notebook_loss, rel=1e-5)
+    assert torch.allclose(static_gradient, notebook_gradient, atol=1e-6)
+    x, t, noisy, hidden = batch
+    assert 0 < hidden.sum() < hidden.numel() and torch.equal(
+        noisy[hidden].unique(), torch.tensor([tokenizer.mask_token_id])
+    )
+
+
+def test_every_variant_trains_on_the_same_micro_batches(overhead, nb, shape, tokenizer):
+    first = overhead.micro_batches(nb, shape, 4, 3, tokenizer.mask_token_id, "cpu")
+    again = overhead.micro_batches(nb, shape, 4, 3, tokenizer.mask_token_id, "cpu")
+    assert all(
+        torch.equal(a, b) for one, other in zip(first, again, strict=True) for a, b in zip(one, other, strict=True)
+    )
+    assert not torch.equal(first[0][0], first[1][0])
