@@ -18,10 +18,13 @@
    first weight update and the notebook's (the same weights, the same batch: 1.0 is the same update).
 3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate, with each
    block replayed from CUDA graphs, and with the model's features (all blocks) replayed from one.
+4. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
+   per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 """
 
 import argparse
 import copy
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -33,7 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_defs import load_definitions  # noqa: E402
+from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 from throughput import matmul_peak, print_table, synchronize, train_flops_per_token  # noqa: E402
 
@@ -177,6 +180,35 @@ def sampling_models(nb, cfg, device):
     return models
 
 
+class NoNetwork(torch.nn.Module):
+    """Zero logits at once: what a sampling round costs besides the network."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def forward(self, idx, t, at=None):
+        logits = torch.zeros(*idx.shape, self.config.vocab_size, device=idx.device)
+        return logits if at is None else logits[at]
+
+
+def sampler_bookkeeping(nb, tokenizer, cfg, device, steps=128):
+    """(operations dispatched per round, seconds per round) of generate at batch 1, the network left out."""
+    stand_in = NoNetwork(dataclasses.replace(cfg.model, vocab_size=len(tokenizer)))
+    rounds = []  # a story can end early (uniform guesses propose [EOS] too): count the rounds run
+
+    def sample():
+        rounds.clear()
+        nb.generate(stand_in, tokenizer, ["Once upon a time"], steps, device=device,
+                    generator=torch.Generator(device).manual_seed(0), on_step=rounds.append)
+
+    sample()
+    seconds = timed(sample, device)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        sample()
+    return len([e for e in prof.events() if e.cpu_parent is None]) / len(rounds), seconds / len(rounds)
+
+
 def time_sampling(nb, model, tokenizer, cfg, device, batch):
     prompts = ["Once upon a time"] * batch
     gen_len = min(128, cfg.model.seq_len - len(tokenizer.encode(nb.format_story(prompts[0], finished=False))))
@@ -195,6 +227,7 @@ def main():
     parser.add_argument("--updates", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")
     parser.add_argument("--warmup", type=int, default=5 if device == "cuda" else 1)
     parser.add_argument("--variants", nargs="+", choices=list(TRAINING_VARIANTS), default=list(TRAINING_VARIANTS))
+    parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK], help="for the sampler's bookkeeping")
     args = parser.parse_args()
 
     nb = load_definitions()
@@ -242,6 +275,13 @@ def main():
         print("| " + " | ".join(sampling[-1]) + " |", flush=True)
     print(f"\nSampling at {args.mode}'s shape, 128 rounds:")
     print_table(("forward", "seconds for one story", "stories/s at batch 64"), sampling)
+
+    bookkeeping = []
+    for path in args.notebooks:
+        operations, seconds = sampler_bookkeeping(load_definitions(path), tokenizer, cfg, device)
+        bookkeeping.append((str(path.name), f"{operations:.0f}", f"{seconds * 1e3:.2f}"))
+    print("\nThe sampler's bookkeeping per round at batch 1, the network left out:")
+    print_table(("notebook", "operations per round", "ms per round"), bookkeeping)
 
 
 if __name__ == "__main__":
