@@ -131,6 +131,7 @@ TRAINING_VARIANTS = {  # name -> (nb, model, micro-batch size) -> the loss funct
 
 
 def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, updates, warmup):
+    torch._dynamo.reset()  # each variant compiles afresh: no earlier variant's code, no recompilation limit reached
     torch.manual_seed(0)
     model = nb.DiffusionLM(cfg.model).to(device)
     loss_of = TRAINING_VARIANTS[name](nb, model, batch_size)
@@ -167,7 +168,7 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
 
 
 def sampling_models(nb, cfg, device):
-    """{name: the model generate runs}: as the notebook compiles it, and one whose features come from a CUDA graph."""
+    """{name: the model generate runs}: as the notebook compiles it, each block or all blocks from CUDA graphs."""
     torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
     model = nb.DiffusionLM(cfg.model).to(device)
     models = {"notebook (compiled blocks)": model, "blocks + graphs": copy.deepcopy(model)}
@@ -266,6 +267,7 @@ def main():
 
     sampling = []
     for variant, sampler_model in sampling_models(nb, cfg, device).items():
+        torch._dynamo.reset()
         try:
             one = time_sampling(nb, sampler_model, tokenizer, cfg, device, 1)
             many = time_sampling(nb, sampler_model, tokenizer, cfg, device, 64)
