@@ -26,7 +26,6 @@ import argparse
 import copy
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,7 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
-from throughput import matmul_peak, print_table, synchronize, train_flops_per_token  # noqa: E402
+from throughput import (  # noqa: E402
+    matmul_peak,
+    print_table,
+    synchronize,
+    time_sampling,
+    timed,
+    train_flops_per_token,
+)
 
 
 def seconds_per_operation(device, n=1_000):
@@ -68,15 +74,6 @@ def seconds_per_operation(device, n=1_000):
     except RuntimeError as error:  # the rest of the run matters more than this one number
         print(f"no CUDA graph here ({error})")
         return eager, None
-
-
-def timed(function, device, repeats=1):
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats
 
 
 def micro_batches(nb, shape, batch_size, count, mask_id, device):
@@ -215,17 +212,6 @@ def sampler_bookkeeping(nb, tokenizer, cfg, device, steps=128):
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         sample()
     return len([e for e in prof.events() if e.cpu_parent is None]) / len(rounds), seconds / len(rounds)
-
-
-def time_sampling(nb, model, tokenizer, cfg, device, batch):
-    prompts = ["Once upon a time"] * batch
-    gen_len = min(128, cfg.model.seq_len - len(tokenizer.encode(nb.format_story(prompts[0], finished=False))))
-    for _ in range(2):  # warm-up: compiles and records the graphs
-        nb.generate(model, tokenizer, prompts, 4, device=device, gen_len=gen_len)
-    return timed(
-        lambda: nb.generate(model, tokenizer, prompts, 128, cfg.temperature, cfg.top_k, device, gen_len=gen_len),
-        device,
-    )
 
 
 def main():

@@ -145,7 +145,8 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_
 def time_sampling(nb, model, tokenizer, cfg, device, batch):
     prompts = ["Once upon a time"] * batch
     gen_len = min(128, cfg.model.seq_len - len(tokenizer.encode(nb.format_story(prompts[0], finished=False))))
-    nb.generate(model, tokenizer, prompts, 2, device=device, gen_len=gen_len)  # warm-up
+    for _ in range(2):  # warm-up: compiles, and (with CUDA graphs) records then replays the graphs
+        nb.generate(model, tokenizer, prompts, 2, device=device, gen_len=gen_len)
     return timed(
         lambda: nb.generate(model, tokenizer, prompts, 128, cfg.temperature, cfg.top_k, device, gen_len=gen_len),
         device,
