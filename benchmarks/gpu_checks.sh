@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU check and measurement this project reports, in parts that fit a device call of 10 minutes:
-#   tests     tests/test_gpu.py: compiled bf16 blocks against the fp32 CPU model, the sampler's random numbers, evaluation
+#   tests     tests/test_gpu.py: the compiled bf16 model (with and without CUDA graphs) against the fp32 CPU model,
+#             the sampler's random numbers, evaluation
 #   notebook  the notebook itself, top to bottom, as a user's Run All executes it (papermill), in quick mode on the
 #             cased TinyStories text in .data; keeps the executed notebook, its log, history, loss plot and GIF
 #   ablation  the reference's recipe against the notebook's at quick scale (benchmarks/ablate.py --scale quick)
-#   speed     benchmarks/throughput.py: every mode's shape, compiled and eager, bare step, whole loop and sampler
+#   speed     benchmarks/throughput.py: every mode's shape, eager, compiled and from CUDA graphs, bare step, whole loop
+#             and sampler
 #             (THROUGHPUT_ARGS passes it options, e.g. "--modes budget_100 --steps 10")
 #   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
 #             GPU busy share, a profile) and the candidate fixes (static-shape loss, CUDA graphs, one micro-batch)
@@ -65,7 +67,7 @@ for part in "${@:-notebook}"; do
         ;;
     speed)
         # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of options
-        timeout "$(time_left)" python3 benchmarks/throughput.py --compile both ${THROUGHPUT_ARGS:-} 2>&1 \
+        timeout "$(time_left)" python3 benchmarks/throughput.py ${THROUGHPUT_ARGS:-} 2>&1 \
             | grep -v '^training' | tee "$OUT/speed.log" || status=$?
         ;;
     overhead)

@@ -7,23 +7,26 @@
    operation replayed from a CUDA graph. A training update of the notebook runs about 2,500 eager operations at
    budget_100's shape and a sampling round about 570 (counted with torch.profiler on the CPU).
 2. Training, every variant on the same micro-batches (tokens, steps and masks drawn from seeded generators):
-     notebook          the notebook's loss (compiled blocks, the output layer at the hidden positions only)
-     blocks + graphs   the same, each block replayed from CUDA graphs (block.compile(mode="reduce-overhead"))
-     static            the output layer and the loss at every position, the loss masked to the hidden ones: no shape
-                       depends on the data (no host sync), so the whole loss compiles as one graph
-     static + graphs   the same, replayed from CUDA graphs (torch.compile mode="reduce-overhead")
+     notebook          the notebook's loss (every position predicted, the hidden ones counted), the whole model
+                       compiled (compile_model)
+     notebook + graphs the same, replayed from CUDA graphs (compile_model's cuda_graphs=True)
+     eager             the same, not compiled
+     compiled blocks   what the notebook ran before: each block compiled, the output layer and the loss at the
+                       hidden positions only (a shape that depends on the mask, and a host sync to learn it)
    each at the mode's micro-batch × accumulation and as one micro-batch of the same tokens. Columns: time per update,
-   tokens/s, MFU against a measured bf16 matmul peak, kernels per update and the share of the update's wall time in
-   which the GPU runs one (torch.profiler), the loss on the first micro-batch and the cosine between the variant's
-   first weight update and the notebook's (the same weights, the same batch: 1.0 is the same update).
-3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate, with each
-   block replayed from CUDA graphs, and with the model's features (all blocks) replayed from one.
+   tokens/s, MFU against a measured bf16 matmul peak, the operations the host dispatches per update (top-level
+   profiler events: one per eager operation, one per compiled graph called), kernels per update and the share of the
+   update's wall time in which the GPU runs one (torch.profiler), the loss on the first micro-batch, and the cosine
+   between the variant's weight change and the notebook's after the first update (the same weights, the same batch:
+   1.0 is the same update) and after all of them (a graph that overwrote a gradient it should have added to would
+   show here).
+3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate with the model
+   eager, compiled, and replayed from CUDA graphs.
 4. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
    per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 """
 
 import argparse
-import copy
 import dataclasses
 import sys
 from pathlib import Path
@@ -88,46 +91,37 @@ def micro_batches(nb, shape, batch_size, count, mask_id, device):
 
 
 def notebook_loss(nb):
-    def loss(model, x, t, noisy, hidden):
-        return nb.masked_token_losses(model, noisy, t, x, hidden).sum() / hidden.sum().clamp(min=1)
+    def loss(model, x, t, noisy, hidden):  # training_loss's last line, on steps and masks drawn beforehand
+        return torch.where(hidden, nb.token_losses(model, noisy, t, x), 0.0).sum() / hidden.sum().clamp(min=1)
 
     return loss
 
 
-def static_loss(model, x, t, noisy, hidden):
-    """The notebook's loss with no data-dependent shape: every position's cross-entropy, the hidden ones averaged."""
-    losses = F.cross_entropy(model(noisy, t).flatten(0, 1).float(), x.flatten(), reduction="none")
-    return (losses * hidden.flatten()).sum() / hidden.sum().clamp(min=1)
+def hidden_only_loss(model, x, t, noisy, hidden):
+    """The loss as the notebook computed it before: the output layer and the cross-entropy at hidden positions only."""
+    logits = model.head(model.hidden_states(noisy, t)[hidden])
+    return F.cross_entropy(logits.float(), x[hidden], reduction="sum") / hidden.sum().clamp(min=1)
 
 
-def graphed(function, **options):
-    """function compiled with CUDA graphs; each call starts a new step, so the previous step's outputs may be reused."""
-    compiled = torch.compile(function, mode="reduce-overhead", **options)
+def compiled_model(cuda_graphs):
+    def prepare(nb, model, batch_size):
+        nb.compile_model(model, True, batch_size, cuda_graphs)
+        return notebook_loss(nb)
 
-    def call(*args):
-        torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args)
-
-    return call
+    return prepare
 
 
-def as_the_notebook_runs(nb, model, batch_size):
-    nb.compile_blocks(model, True, batch_size)
-    return notebook_loss(nb)
-
-
-def blocks_as_graphs(nb, model, batch_size=None):
-    """The notebook's blocks, each compiled with CUDA graphs: the smallest change to the notebook."""
+def compiled_blocks(nb, model, batch_size):
     for block in model.blocks:
-        block.compile(mode="reduce-overhead")
-    return notebook_loss(nb)
+        block.compile()
+    return hidden_only_loss
 
 
 TRAINING_VARIANTS = {  # name -> (nb, model, micro-batch size) -> the loss function to train with
-    "notebook": as_the_notebook_runs,
-    "blocks + graphs": blocks_as_graphs,
-    "static": lambda nb, model, batch_size: torch.compile(static_loss, fullgraph=True),
-    "static + graphs": lambda nb, model, batch_size: graphed(static_loss, fullgraph=True),
+    "notebook": compiled_model(cuda_graphs=False),
+    "notebook + graphs": compiled_model(cuda_graphs=True),
+    "eager": lambda nb, model, batch_size: notebook_loss(nb),
+    "compiled blocks": compiled_blocks,
 }
 
 
@@ -149,9 +143,12 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    before = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+    def weights():
+        return torch.cat([p.detach().flatten().float() for p in model.parameters()])
+
+    before = weights()
     first_loss = update(groups[0]).item() * grad_accum
-    first_step = torch.cat([p.detach().flatten().float() for p in model.parameters()]) - before
+    first_step = weights() - before
     for i in range(warmup):
         update(groups[(1 + i) % len(groups)])
     seconds = timed(lambda: [update(group) for group in groups[:updates]], device) / updates
@@ -159,6 +156,8 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
         for group in groups[:3]:
             update(group)
         synchronize(device)
+    all_steps = weights() - before
+    operations = len([e for e in prof.events() if e.cpu_parent is None and e.device_type == DeviceType.CPU]) / 3
     kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     busy = sum(e.time_range.elapsed_us() for e in kernels) * 1e-6 / (3 * seconds) if kernels else None
     if name == "notebook":  # where its time goes: the operations that cost the most host time, and device time
@@ -168,21 +167,22 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
                 print(prof.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=60))
             except Exception as error:  # a profiler that names its columns otherwise: keep the timings
                 print(f"no table ({type(error).__name__}: {error})")
-    return model, seconds, first_loss, first_step, len(kernels) / 3, busy
+    return model, seconds, first_loss, (first_step, all_steps), operations, len(kernels) / 3, busy
 
 
-def sampling_models(nb, cfg, device):
-    """{name: the model generate runs}: as the notebook compiles it, each block or all blocks from CUDA graphs."""
-    torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
-    model = nb.DiffusionLM(cfg.model).to(device)
-    models = {"notebook (compiled blocks)": model, "blocks + graphs": copy.deepcopy(model)}
-    nb.compile_blocks(model, True, cfg.batch_size)
-    blocks_as_graphs(nb, models["blocks + graphs"])
-    if device == "cuda":
-        replayed = copy.deepcopy(models["notebook (compiled blocks)"])  # a deep copy is eager
-        replayed.hidden_states = graphed(replayed.hidden_states)
-        models["features from a CUDA graph"] = replayed
-    return models
+def sampling_models(nb, cfg):
+    """{name: a function of the device that makes the model generate runs}: eager, compiled, from CUDA graphs."""
+    def made(**options):
+        def make(device):
+            torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
+            model = nb.DiffusionLM(cfg.model).to(device)
+            nb.compile_model(model, batch_size=cfg.batch_size, **options)
+            return model
+
+        return make
+
+    return {"eager": made(enabled=False), "compiled": made(enabled=True),
+            "CUDA graphs": made(enabled=True, cuda_graphs=True)}
 
 
 class NoNetwork(torch.nn.Module):
@@ -192,7 +192,7 @@ class NoNetwork(torch.nn.Module):
         super().__init__()
         self.config = config
 
-    def forward(self, idx, t, at=None):
+    def forward(self, idx, t, at=None):  # `at`: notebooks whose sampler asked for the hidden positions' logits only
         logits = torch.zeros(*idx.shape, self.config.vocab_size, device=idx.device)
         return logits if at is None else logits[at]
 
@@ -220,13 +220,15 @@ def main():
     parser.add_argument("--mode", default="budget_100" if device == "cuda" else "smoke")
     parser.add_argument("--updates", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")
     parser.add_argument("--warmup", type=int, default=5 if device == "cuda" else 1)
+    parser.add_argument("--batch-size", type=int, help="micro-batch size instead of the mode's (operation counts on a "
+                        "CPU at a large mode's shape)")
     parser.add_argument("--variants", nargs="+", choices=list(TRAINING_VARIANTS), default=list(TRAINING_VARIANTS))
     parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK], help="for the sampler's bookkeeping")
     args = parser.parse_args()
 
     nb = load_definitions()
     tokenizer = nb.train_tokenizer(make_stories(300), 400)  # only for prompts and special-token ids
-    cfg = nb.get_config(args.mode)
+    cfg = nb.get_config(args.mode, {"batch_size": args.batch_size} if args.batch_size else None)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     eager, replayed = seconds_per_operation(device)
     peak = matmul_peak(device)
@@ -235,33 +237,37 @@ def main():
 
     tokens_per_update = cfg.batch_size * cfg.grad_accum
     shapes = {(cfg.batch_size, cfg.grad_accum), (tokens_per_update, 1)}
-    rows, reference_step = [], {}
+    rows, reference_steps = [], {}
     for (batch_size, grad_accum), variant in [(s, v) for s in sorted(shapes, reverse=True) for v in args.variants]:
         batches = micro_batches(nb, cfg.model, batch_size, grad_accum * (args.updates + 1), tokenizer.mask_token_id,
                                 device)
         try:
-            model, seconds, first_loss, first_step, kernels, busy = train_variant(
+            model, seconds, first_loss, steps, operations, kernels, busy = train_variant(
                 nb, cfg, variant, batch_size, grad_accum, batches, device, args.updates, args.warmup)
         except Exception as error:  # a variant that fails on this device is a finding, not the end of the run
             rows.append((variant, f"{batch_size} × {grad_accum}", f"failed: {type(error).__name__}: {error}"[:300],
-                         *[""] * 6))
+                         *[""] * 8))
             print("| " + " | ".join(rows[-1]) + " |", flush=True)
             continue
-        reference_step.setdefault((batch_size, grad_accum), first_step)
-        agreement = F.cosine_similarity(first_step, reference_step[(batch_size, grad_accum)], dim=0).item()
+        reference = reference_steps.setdefault((batch_size, grad_accum), steps)
+        first, every = (F.cosine_similarity(a, b, dim=0).item() for a, b in zip(steps, reference, strict=True))
         tokens = tokens_per_update * cfg.model.seq_len
         rows.append((variant, f"{batch_size} × {grad_accum}", f"{seconds * 1e3:.1f}", f"{tokens / seconds:,.0f}",
-                     f"{tokens / seconds * train_flops_per_token(model) / peak:.1%}", f"{kernels:.0f}",
-                     f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}", f"{agreement:.4f}"))
+                     f"{tokens / seconds * train_flops_per_token(model) / peak:.1%}", f"{operations:.0f}",
+                     f"{kernels:.0f}",
+                     f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}", f"{first:.4f}",
+                     f"{every:.4f}"))
         print("| " + " | ".join(rows[-1]) + " |", flush=True)
     print(f"\nTraining at {args.mode}'s shape, {tokens_per_update * cfg.model.seq_len:,} tokens per update:")
-    print_table(("variant", "micro-batch × accumulation", "ms/update", "tokens/s", "MFU", "kernels/update",
-                 "GPU busy", "first loss", "first update vs notebook (cosine)"), rows)
+    print_table(("variant", "micro-batch × accumulation", "ms/update", "tokens/s", "MFU", "host operations/update",
+                 "kernels/update",
+                 "GPU busy", "first loss", "first update vs notebook (cosine)", "all updates vs notebook"), rows)
 
     sampling = []
-    for variant, sampler_model in sampling_models(nb, cfg, device).items():
+    for variant, make in sampling_models(nb, cfg).items():
         torch._dynamo.reset()
         try:
+            sampler_model = make(device)
             one = time_sampling(nb, sampler_model, tokenizer, cfg, device, 1)
             many = time_sampling(nb, sampler_model, tokenizer, cfg, device, 64)
             sampling.append((variant, f"{one:.3f}", f"{64 / many:.1f}"))
@@ -269,7 +275,7 @@ def main():
             sampling.append((variant, f"failed: {type(error).__name__}: {error}"[:300], ""))
         print("| " + " | ".join(sampling[-1]) + " |", flush=True)
     print(f"\nSampling at {args.mode}'s shape, 128 rounds:")
-    print_table(("forward", "seconds for one story", "stories/s at batch 64"), sampling)
+    print_table(("model", "seconds for one story", "stories/s at batch 64"), sampling)
 
     bookkeeping = []
     for path in args.notebooks:

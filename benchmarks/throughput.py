@@ -1,7 +1,7 @@
 """Training and sampling speed of the notebook's own code, for each RUN_MODE's shape. Prints one table.
 
     python benchmarks/throughput.py                      # smoke and quick shapes; budget_100 too on a GPU
-    python benchmarks/throughput.py --modes budget_100 --steps 3 --compile both
+    python benchmarks/throughput.py --modes budget_100 --steps 3 --execution eager compiled graphs
 
 Training: the notebook's `micro_batch_backward` + AdamW update on random tokens already on the device (no data loading),
 `grad_accum` micro-batches per update, after warm-up updates. FLOPs per trained token are counted from the shapes:
@@ -9,7 +9,7 @@ a forward pass costs 2 FLOPs per multiply-add; backward twice the forward.
 
     forward = 2 * (blocks' matrix parameters)                 # QKV, output projection, MLP (not adaLN's)
             + 4 * n_layers * seq_len * d_model                # attention scores and weighted sum
-            + 2 * d_model * vocab * masked_share              # output layer, run at masked positions only (~1/2)
+            + 2 * d_model * vocab                             # output layer, at every position
     train   = 3 * forward
 
 MFU divides achieved FLOP/s by a measured matmul peak on the same device (bf16 8192^3 on a GPU, fp32 2048^3 on the
@@ -71,15 +71,21 @@ def train_flops_per_token(model):
     )
     shape = model.config
     attention = 4 * shape.n_layers * shape.seq_len * shape.d_model
-    masked_share = (shape.diffusion_steps + 1) / (2 * shape.diffusion_steps)  # mean of t/T for t ~ U{1..T}
-    head = 2 * shape.d_model * shape.vocab_size * masked_share
+    head = 2 * shape.d_model * shape.vocab_size
     return 3 * (2 * matrices + attention + head)
 
 
-def time_training(nb, cfg, tokenizer, device, steps, warmup, compiled):
+EXECUTIONS = {  # how the model runs: compile_model's options
+    "eager": {"enabled": False},
+    "compiled": {"enabled": True},
+    "graphs": {"enabled": True, "cuda_graphs": True},
+}
+
+
+def time_training(nb, cfg, tokenizer, device, steps, warmup, execution):
     torch.manual_seed(0)
     model = nb.DiffusionLM(cfg.model).to(device)
-    execution = nb.compile_blocks(model, compiled, cfg.batch_size)
+    execution = nb.compile_model(model, batch_size=cfg.batch_size, **EXECUTIONS[execution])
     optimizer = nb.make_optimizer(model, cfg, device)
     shape = cfg.model
     batches = torch.randint(10, shape.vocab_size, (cfg.grad_accum, cfg.batch_size, shape.seq_len), device=device)
@@ -112,7 +118,7 @@ def timed(function, device):
     return time.perf_counter() - start
 
 
-def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_updates, work):
+def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop_updates, work):
     """(seconds per update of train(), seconds per validation, seconds per training checkpoint)."""
     work.mkdir(parents=True)
     tokens = np.random.default_rng(0).integers(10, cfg.model.vocab_size, size=4_000_000, dtype=np.uint16)
@@ -124,7 +130,7 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, compiled, loop_
         short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, evals_per_run=1, checkpoints_per_run=1)
         torch.manual_seed(0)
         fresh = nb.DiffusionLM(cfg.model).to(device)
-        nb.compile_blocks(fresh, compiled, cfg.batch_size)
+        nb.compile_model(fresh, batch_size=cfg.batch_size, **EXECUTIONS[execution])
         run_dir = work / name
         with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation reports
             return timed(
@@ -160,10 +166,11 @@ def main():
     parser.add_argument("--steps", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")
     parser.add_argument("--warmup", type=int, default=5 if device == "cuda" else 1)
     parser.add_argument(
-        "--compile",
-        choices=["off", "on", "both"],
-        default="both" if device == "cuda" else "off",
-        help="time eager blocks, compiled blocks, or both (a row each)",
+        "--execution",
+        nargs="+",
+        choices=list(EXECUTIONS),
+        default=list(EXECUTIONS) if device == "cuda" else ["eager"],
+        help="how the model runs, a row each: eagerly, compiled, or compiled and replayed from CUDA graphs",
     )
     parser.add_argument(
         "--loop-updates",
@@ -181,7 +188,7 @@ def main():
     print(f"device: {name}; measured matmul peak {peak / 1e12:.1f} TFLOP/s; torch {torch.__version__}")
     header = (
         "mode",
-        "blocks",
+        "model",
         "params",
         "tokens/update",
         "ms/update",
@@ -194,12 +201,10 @@ def main():
     )
     rows, run_rows = [], []
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
-    choices = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    for mode, compiled in [(mode, compiled) for mode in args.modes for compiled in choices]:
+    for mode, asked in [(mode, asked) for mode in args.modes for asked in args.execution]:
         cfg = nb.get_config(mode)
-        model, optimizer, seconds, execution = time_training(
-            nb, cfg, tokenizer, device, args.steps, args.warmup, compiled
-        )
+        torch._dynamo.reset()  # each row compiles afresh
+        model, optimizer, seconds, execution = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup, asked)
         tokens = cfg.grad_accum * cfg.batch_size * cfg.model.seq_len
         flops = train_flops_per_token(model)
         memory = (
@@ -226,7 +231,7 @@ def main():
         )
         print("| " + " | ".join(rows[-1]) + " |", flush=True)  # each row as it comes: a cut-off run keeps its rows
         per_update, validation, checkpoint = time_whole_run(
-            nb, cfg, model, optimizer, tokenizer, device, compiled, args.loop_updates, work / f"{mode}-{execution}"
+            nb, cfg, model, optimizer, tokenizer, device, asked, args.loop_updates, work / f"{mode}-{asked}"
         )
         evaluations, checkpoints = cfg.evals_per_run + 1, cfg.checkpoints_per_run
         run_seconds = cfg.optimizer_steps * per_update + evaluations * validation + checkpoints * checkpoint
@@ -249,7 +254,7 @@ def main():
     print("\nWhole run, projected from the notebook's train() loop:")
     run_header = (
         "mode",
-        "blocks",
+        "model",
         "loop ms/update",
         "bare step / loop",
         "validations × s",

@@ -5,14 +5,14 @@ import dataclasses
 import torch
 
 
-def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
+def test_the_compiled_model_gives_the_eager_loss_curve(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
     short = dataclasses.replace(cfg, micro_steps=20, warmup_steps=2, evals_per_run=2, log_every=5)
     stream, val = tiny_data(shape.seq_len)
     histories = []
     for enabled, expected in ((False, "eager"), (True, "compiled")):
         torch.manual_seed(0)
         model = nb.DiffusionLM(shape)
-        assert nb.compile_blocks(model, enabled, short.batch_size) == expected
+        assert nb.compile_model(model, enabled, short.batch_size) == expected
         history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / expected)
         histories.append(history)
         names = set(model.state_dict())
@@ -30,9 +30,9 @@ def test_a_failing_compiler_falls_back_to_eager(nb, cfg, shape, monkeypatch, cap
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch.nn.Module, "compile", broken_compile)
-    assert nb.compile_blocks(model, True, cfg.batch_size) == "eager"
+    assert nb.compile_model(model, True, cfg.batch_size) == "eager"
     assert "torch.compile is not usable here (RuntimeError: no C++ compiler)" in capsys.readouterr().out
-    assert all(block._compiled_call_impl is None for block in model.blocks)
+    assert model._compiled_call_impl is None
 
 
 def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokenizer, tiny_data, monkeypatch):
@@ -43,10 +43,10 @@ def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokeniz
         return graph.forward
 
     compile_module = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self: compile_module(self, backend=counting))
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compile_module(self, backend=counting))
     torch.compiler.reset()  # no compiled code left over from other tests
     model = nb.DiffusionLM(shape)
-    assert nb.compile_blocks(model, True, cfg.batch_size) == "compiled"
+    assert nb.compile_model(model, True, cfg.batch_size) == "compiled"
     probed = len(graphs)
     assert probed > 0
     stream, _ = tiny_data(shape.seq_len)

@@ -1,6 +1,6 @@
-"""What only a GPU can check: compiled bf16 blocks against the fp32 CPU model, the sampler's random numbers when the
-generator and the model sit on different devices, and evaluation on the GPU. Skipped where there is no CUDA GPU
-(`benchmarks/gpu_checks.sh tests` runs them on one)."""
+"""What only a GPU can check: the compiled bf16 model, with and without CUDA graphs, against the fp32 CPU model; the
+sampler's random numbers when the generator and the model sit on different devices; evaluation on the GPU. Skipped
+where there is no CUDA GPU (`benchmarks/gpu_checks.sh tests` runs them on one)."""
 
 import dataclasses
 
@@ -26,20 +26,27 @@ def noisy_batch(nb, shape, tokenizer, stream, t_value=None):
     return x, t, noisy, hidden
 
 
-def test_compiled_bf16_blocks_on_the_gpu_compute_the_cpu_loss_and_gradient(nb, model, shape, tokenizer, tiny_data):
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_the_compiled_bf16_model_on_the_gpu_computes_the_cpu_loss_and_gradient(
+    nb, model, shape, tokenizer, tiny_data, cuda_graphs
+):
     stream, _ = tiny_data(shape.seq_len)
     x, t, noisy, hidden = noisy_batch(nb, shape, tokenizer, stream)
     on_cpu = model.float()
-    loss_cpu = nb.masked_token_losses(on_cpu, noisy, t, x, hidden).mean()
+    loss_cpu = nb.token_losses(on_cpu, noisy, t, x)[hidden].mean()
     loss_cpu.backward()
     gradient_cpu = flat_gradient(on_cpu)
 
+    torch.compiler.reset()
     on_gpu = nb.DiffusionLM(shape).cuda()
     on_gpu.load_state_dict(on_cpu.state_dict())
-    assert nb.compile_blocks(on_gpu, True, len(x)) == "compiled"
-    with nb.autocast("cuda"):
-        loss_gpu = nb.masked_token_losses(on_gpu, noisy.cuda(), t.cuda(), x.cuda(), hidden.cuda()).mean()
-    loss_gpu.backward()
+    expected = "compiled, CUDA graphs" if cuda_graphs else "compiled"
+    assert nb.compile_model(on_gpu, True, len(x), cuda_graphs) == expected
+    for _ in range(3):  # with CUDA graphs: warm-up, recording, then a replay
+        on_gpu.zero_grad(set_to_none=True)
+        with nb.autocast("cuda"):
+            loss_gpu = nb.token_losses(on_gpu, noisy.cuda(), t.cuda(), x.cuda())[hidden.cuda()].mean()
+        loss_gpu.backward()
     gradient_gpu = flat_gradient(on_gpu).cpu()
 
     assert abs(loss_gpu.item() - loss_cpu.item()) / loss_cpu.item() < 1e-2
@@ -47,15 +54,36 @@ def test_compiled_bf16_blocks_on_the_gpu_compute_the_cpu_loss_and_gradient(nb, m
     assert torch.nn.functional.cosine_similarity(gradient_gpu, gradient_cpu, dim=0) > 0.99
 
 
-def test_training_on_the_gpu_lowers_the_validation_loss(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_training_on_the_gpu_lowers_the_validation_loss(nb, cfg, shape, tokenizer, tiny_data, tmp_path, cuda_graphs):
     short = dataclasses.replace(cfg, micro_steps=60, evals_per_run=2)
     stream, val = tiny_data(shape.seq_len)
+    torch.compiler.reset()
     torch.manual_seed(0)
     model = nb.DiffusionLM(shape).cuda()
-    assert nb.compile_blocks(model, True, short.batch_size) == "compiled"
+    assert nb.compile_model(model, True, short.batch_size, cuda_graphs).startswith("compiled")
     history, _ = nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path)
     first, last = history["val"][0][1], history["val"][-1][1]
     assert last < first - 0.5, history["val"]
+
+
+def test_cuda_graphs_train_as_the_compiled_model_does_with_gradient_accumulation(
+    nb, cfg, shape, tokenizer, tiny_data, tmp_path
+):
+    """Replayed graphs reuse their memory: each micro-batch's gradient must still be added, not overwritten."""
+    short = dataclasses.replace(cfg, micro_steps=16, grad_accum=2, warmup_steps=2, evals_per_run=1)
+    stream, val = tiny_data(shape.seq_len)
+    changes, histories = [], []
+    for cuda_graphs in (False, True):
+        torch.compiler.reset()
+        torch.manual_seed(0)
+        model = nb.DiffusionLM(shape).cuda()
+        before = torch.cat([p.detach().flatten() for p in model.parameters()])
+        nb.compile_model(model, True, short.batch_size, cuda_graphs)
+        history, _ = nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path / str(cuda_graphs))
+        changes.append(torch.cat([p.detach().flatten() for p in model.parameters()]) - before)
+        histories.append(history["train"])
+    assert relative_error(changes[1], changes[0]) < 1e-2, histories
 
 
 def test_evaluation_on_the_gpu_matches_the_cpu(nb, model, shape, tokenizer, tiny_data):

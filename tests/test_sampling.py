@@ -115,6 +115,21 @@ def test_draws_follow_the_probabilities(nb):
     assert shares[3] == 0
 
 
+def test_picked_tokens_come_from_the_top_k_with_their_renormalised_probabilities(nb):
+    logits = torch.tensor([3.0, 1.0, 2.0, 0.0, float("-inf")]).log_softmax(-1).expand(4, 5_000, 5)
+    tokens, confidence = nb.pick_tokens(logits, 1.0, 2, torch.Generator().manual_seed(0))
+    assert tokens.shape == confidence.shape == (4, 5_000)
+    top_two = torch.tensor([3.0, 2.0]).softmax(-1)  # tokens 0 and 2
+    shares = torch.bincount(tokens.flatten(), minlength=5) / tokens.numel()
+    assert torch.allclose(shares, torch.tensor([top_two[0], 0, top_two[1], 0, 0]), atol=0.01)
+    assert torch.allclose(confidence, torch.where(tokens == 0, top_two[0], top_two[1]))
+    hotter, _ = nb.pick_tokens(logits, 2.0, 0, torch.Generator().manual_seed(0))  # every token but the -inf one
+    shares = torch.bincount(hotter.flatten(), minlength=5) / hotter.numel()
+    assert torch.allclose(shares, (logits[0, 0] / 2).softmax(-1), atol=0.01) and shares[4] == 0
+    greedy, sure = nb.pick_tokens(logits, 0, 2, None)
+    assert (greedy == 0).all() and torch.allclose(sure, logits[0, 0].softmax(-1)[0])
+
+
 def test_on_step_sees_every_round(nb, model, tokenizer):
     seen = []
     tokens, trajectory = run(nb, model, tokenizer, steps=6, on_step=lambda x: seen.append(x.clone()))
