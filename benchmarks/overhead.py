@@ -21,13 +21,14 @@
    1.0 is the same update) and after all of them (a graph that overwrote a gradient it should have added to would
    show here).
 3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate with the model
-   eager, compiled, and replayed from CUDA graphs.
+   eager, compiled, and replayed from CUDA graphs, and with each whole round compiled (generate's compiled=True).
 4. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
    per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 """
 
 import argparse
 import dataclasses
+import inspect
 import sys
 from pathlib import Path
 
@@ -170,19 +171,12 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
     return model, seconds, first_loss, (first_step, all_steps), operations, len(kernels) / 3, busy
 
 
-def sampling_models(nb, cfg):
-    """{name: a function of the device that makes the model generate runs}: eager, compiled, from CUDA graphs."""
-    def made(**options):
-        def make(device):
-            torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
-            model = nb.DiffusionLM(cfg.model).to(device)
-            nb.compile_model(model, batch_size=cfg.batch_size, **options)
-            return model
-
-        return make
-
-    return {"eager": made(enabled=False), "compiled": made(enabled=True),
-            "CUDA graphs": made(enabled=True, cuda_graphs=True)}
+SAMPLING_VARIANTS = {  # name -> (compile_model's options, generate's `compiled`)
+    "eager": ({"enabled": False}, False),
+    "compiled model": ({"enabled": True}, False),
+    "model from CUDA graphs": ({"enabled": True, "cuda_graphs": True}, False),
+    "compiled rounds (CUDA graphs on a GPU)": ({"enabled": False}, True),
+}
 
 
 class NoNetwork(torch.nn.Module):
@@ -197,7 +191,7 @@ class NoNetwork(torch.nn.Module):
         return logits if at is None else logits[at]
 
 
-def sampler_bookkeeping(nb, tokenizer, cfg, device, steps=128):
+def sampler_bookkeeping(nb, tokenizer, cfg, device, steps=128, **options):
     """(operations dispatched per round, seconds per round) of generate at batch 1, the network left out."""
     stand_in = NoNetwork(dataclasses.replace(cfg.model, vocab_size=len(tokenizer)))
     rounds = []  # a story can end early (uniform guesses propose [EOS] too): count the rounds run
@@ -205,13 +199,16 @@ def sampler_bookkeeping(nb, tokenizer, cfg, device, steps=128):
     def sample():
         rounds.clear()
         nb.generate(stand_in, tokenizer, ["Once upon a time"], steps, device=device,
-                    generator=torch.Generator(device).manual_seed(0), on_step=rounds.append)
+                    generator=torch.Generator(device).manual_seed(0), on_step=rounds.append, **options)
 
     sample()
     seconds = timed(sample, device)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         sample()
     return len([e for e in prof.events() if e.cpu_parent is None]) / len(rounds), seconds / len(rounds)
+
+
+PARTS = ("training", "sampling", "bookkeeping")
 
 
 def main():
@@ -223,6 +220,7 @@ def main():
     parser.add_argument("--batch-size", type=int, help="micro-batch size instead of the mode's (operation counts on a "
                         "CPU at a large mode's shape)")
     parser.add_argument("--variants", nargs="+", choices=list(TRAINING_VARIANTS), default=list(TRAINING_VARIANTS))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
     parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK], help="for the sampler's bookkeeping")
     args = parser.parse_args()
 
@@ -234,7 +232,15 @@ def main():
     peak = matmul_peak(device)
     print(f"device: {name}; torch {torch.__version__}; matmul peak {peak / 1e12:.1f} TFLOP/s; {eager * 1e6:.1f} µs "
           f"per eager operation" + (f", {replayed * 1e6:.2f} µs replayed from a CUDA graph" if replayed else ""))
+    if "training" in args.parts:
+        compare_training(nb, cfg, tokenizer, device, peak, args)
+    if "sampling" in args.parts:
+        compare_sampling(nb, cfg, tokenizer, device)
+    if "bookkeeping" in args.parts:
+        compare_bookkeeping(args.notebooks, cfg, tokenizer, device)
 
+
+def compare_training(nb, cfg, tokenizer, device, peak, args):
     tokens_per_update = cfg.batch_size * cfg.grad_accum
     shapes = {(cfg.batch_size, cfg.grad_accum), (tokens_per_update, 1)}
     rows, reference_steps = [], {}
@@ -250,39 +256,50 @@ def main():
             print("| " + " | ".join(rows[-1]) + " |", flush=True)
             continue
         reference = reference_steps.setdefault((batch_size, grad_accum), steps)
-        first, every = (F.cosine_similarity(a, b, dim=0).item() for a, b in zip(steps, reference, strict=True))
+        first, every = (F.cosine_similarity(a.double(), b.double(), dim=0).item()  # fp32 sums drift at 46M
+                        for a, b in zip(steps, reference, strict=True))
         tokens = tokens_per_update * cfg.model.seq_len
         rows.append((variant, f"{batch_size} × {grad_accum}", f"{seconds * 1e3:.1f}", f"{tokens / seconds:,.0f}",
                      f"{tokens / seconds * train_flops_per_token(model) / peak:.1%}", f"{operations:.0f}",
-                     f"{kernels:.0f}",
-                     f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}", f"{first:.4f}",
-                     f"{every:.4f}"))
+                     f"{kernels:.0f}", f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}",
+                     f"{first:.4f}", f"{every:.4f}"))
         print("| " + " | ".join(rows[-1]) + " |", flush=True)
     print(f"\nTraining at {args.mode}'s shape, {tokens_per_update * cfg.model.seq_len:,} tokens per update:")
     print_table(("variant", "micro-batch × accumulation", "ms/update", "tokens/s", "MFU", "host operations/update",
-                 "kernels/update",
-                 "GPU busy", "first loss", "first update vs notebook (cosine)", "all updates vs notebook"), rows)
+                 "kernels/update", "GPU busy", "first loss", "first update vs notebook (cosine)",
+                 "all updates vs notebook"), rows)
 
+
+def compare_sampling(nb, cfg, tokenizer, device):
     sampling = []
-    for variant, make in sampling_models(nb, cfg).items():
+    for variant, (options, compiled) in SAMPLING_VARIANTS.items():
         torch._dynamo.reset()
         try:
-            sampler_model = make(device)
-            one = time_sampling(nb, sampler_model, tokenizer, cfg, device, 1)
-            many = time_sampling(nb, sampler_model, tokenizer, cfg, device, 64)
+            torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
+            model = nb.DiffusionLM(cfg.model).to(device)
+            nb.compile_model(model, batch_size=cfg.batch_size, **options)
+            one = time_sampling(nb, model, tokenizer, cfg, device, 1, compiled=compiled)
+            many = time_sampling(nb, model, tokenizer, cfg, device, 64, compiled=compiled)
             sampling.append((variant, f"{one:.3f}", f"{64 / many:.1f}"))
         except Exception as error:
             sampling.append((variant, f"failed: {type(error).__name__}: {error}"[:300], ""))
         print("| " + " | ".join(sampling[-1]) + " |", flush=True)
-    print(f"\nSampling at {args.mode}'s shape, 128 rounds:")
-    print_table(("model", "seconds for one story", "stories/s at batch 64"), sampling)
+    print(f"\nSampling at {cfg.mode}'s shape, 128 rounds:")
+    print_table(("variant", "seconds for one story", "stories/s at batch 64"), sampling)
 
+
+def compare_bookkeeping(notebooks, cfg, tokenizer, device):
     bookkeeping = []
-    for path in args.notebooks:
-        operations, seconds = sampler_bookkeeping(load_definitions(path), tokenizer, cfg, device)
-        bookkeeping.append((str(path.name), f"{operations:.0f}", f"{seconds * 1e3:.2f}"))
+    for path in notebooks:
+        nb = load_definitions(path)
+        rounds = ["eager"] + (["compiled"] if "compiled" in inspect.signature(nb.generate).parameters else [])
+        for kind in rounds:
+            options = {"compiled": True} if kind == "compiled" else {}  # older notebooks have no such option
+            operations, seconds = sampler_bookkeeping(nb, tokenizer, cfg, device, **options)
+            bookkeeping.append((path.name, kind, f"{operations:.0f}", f"{seconds * 1e3:.2f}"))
+            print("| " + " | ".join(bookkeeping[-1]) + " |", flush=True)
     print("\nThe sampler's bookkeeping per round at batch 1, the network left out:")
-    print_table(("notebook", "operations per round", "ms per round"), bookkeeping)
+    print_table(("notebook", "rounds", "operations per round", "ms per round"), bookkeeping)
 
 
 if __name__ == "__main__":

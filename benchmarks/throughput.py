@@ -148,15 +148,17 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop
     return per_update, validation, checkpoint
 
 
-def time_sampling(nb, model, tokenizer, cfg, device, batch):
+def time_sampling(nb, model, tokenizer, cfg, device, batch, **options):
     prompts = ["Once upon a time"] * batch
     gen_len = min(128, cfg.model.seq_len - len(tokenizer.encode(nb.format_story(prompts[0], finished=False))))
+
+    def sample(steps):
+        return nb.generate(model, tokenizer, prompts, steps, cfg.temperature, cfg.top_k, device, gen_len=gen_len,
+                           **options)
+
     for _ in range(2):  # warm-up: compiles, and (with CUDA graphs) records then replays the graphs
-        nb.generate(model, tokenizer, prompts, 2, device=device, gen_len=gen_len)
-    return timed(
-        lambda: nb.generate(model, tokenizer, prompts, 128, cfg.temperature, cfg.top_k, device, gen_len=gen_len),
-        device,
-    )
+        sample(2)
+    return timed(lambda: sample(128), device)
 
 
 def main():
