@@ -29,6 +29,7 @@ EMA, optimizer state, written atomically) are timed on their own. The mode's who
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import io
 import resource
@@ -40,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from notebook_defs import load_definitions  # noqa: E402
@@ -141,7 +141,7 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop
     train_run(few, "warm-up")  # first-call costs (the evaluation's compiled code, allocator growth) land here
     per_update = (train_run(more, "more") - train_run(few, "few")) / (more - few)
     validation = 2 * timed(lambda: nb.evaluate(model, val, tokenizer, device), device)  # raw and EMA weights
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    ema = copy.deepcopy(model).requires_grad_(False)
     run = nb.Run(work / "checkpoint", cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
                  nb.LossMeter(device))
     checkpoint = timed(lambda: nb.save_training_checkpoint(run, 1), device)

@@ -3,6 +3,7 @@ sampler's random numbers when the generator and the model sit on different devic
 where there is no CUDA GPU (`benchmarks/gpu_checks.sh tests` runs them on one)."""
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -84,6 +85,27 @@ def test_cuda_graphs_train_as_the_compiled_model_does_with_gradient_accumulation
         changes.append(torch.cat([p.detach().flatten() for p in model.parameters()]) - before)
         histories.append(history["train"])
     assert relative_error(changes[1], changes[0]) < 1e-2, histories
+
+
+def test_the_training_loop_never_waits_for_the_gpu_between_validations(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
+    """A synchronizing operation in an update (a copy from pageable memory, a tensor read on the host) would make
+    the host wait for the GPU every update: twice the updates must not bring more of them."""
+    stream, val = tiny_data(shape.seq_len)
+
+    def synchronizations(updates):
+        short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, warmup_steps=1, evals_per_run=1,
+                                    checkpoints_per_run=1, log_every=10**6)
+        model = nb.DiffusionLM(shape).cuda()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path / str(updates))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(warning.message) for warning in caught)
+
+    assert synchronizations(8) == synchronizations(4) > 0  # > 0: the validations do synchronize, and are seen
 
 
 def test_evaluation_on_the_gpu_matches_the_cpu(nb, model, shape, tokenizer, tiny_data):
