@@ -9,7 +9,8 @@
 #             and sampler
 #             (THROUGHPUT_ARGS passes it options, e.g. "--modes budget_100 --steps 10")
 #   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
-#             GPU busy share, a profile) and the candidate fixes (static-shape loss, CUDA graphs, one micro-batch)
+#             GPU busy share, a profile): the model eager, compiled, from CUDA graphs, and as compiled blocks (the
+#             earlier notebook); one micro-batch or two; the train() loop's and the sampler's host operations
 # DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
 # written under $OUT comes back), so that a call ends before the device's limit.
 # Prepare with benchmarks/gpu_prepare.sh, then, e.g.:

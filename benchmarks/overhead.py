@@ -22,16 +22,23 @@
    show here).
 3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate with the model
    eager, compiled, and replayed from CUDA graphs, and with each whole round compiled (generate's compiled=True).
-4. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
+4. The notebook's own train() loop (data, loss meter, EMA, clipping, optimizer): host operations per update, the
+   model compiled, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
+5. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
    per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 """
 
 import argparse
+import collections
+import contextlib
 import dataclasses
 import inspect
+import io
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd import DeviceType
@@ -208,7 +215,38 @@ def sampler_bookkeeping(nb, tokenizer, cfg, device, steps=128, **options):
     return len([e for e in prof.events() if e.cpu_parent is None]) / len(rounds), seconds / len(rounds)
 
 
-PARTS = ("training", "sampling", "bookkeeping")
+def loop_operations(nb, cfg, tokenizer, device, updates=(2, 6)):
+    """{operation: how many the host dispatches per update} in the notebook's own train() loop, the model compiled:
+    the difference between two runs of different lengths, so that validations and checkpoints cancel."""
+    stream = np.random.default_rng(0).integers(10, cfg.model.vocab_size, 200_000).astype(np.uint16)
+    val = nb.fixed_blocks(stream, cfg.model.seq_len, cfg.batch_size)
+    compile_model = getattr(nb, "compile_model", None) or nb.compile_blocks  # compile_blocks: earlier notebooks
+    counts = []
+    for n in updates:
+        short = dataclasses.replace(cfg, micro_steps=n * cfg.grad_accum, warmup_steps=1, evals_per_run=1,
+                                    checkpoints_per_run=1, log_every=10**9)
+        torch.manual_seed(0)
+        model = nb.DiffusionLM(cfg.model).to(device)
+        compile_model(model, True, cfg.batch_size)
+        with tempfile.TemporaryDirectory() as work, contextlib.redirect_stdout(io.StringIO()):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                nb.train(model, short, stream, val, tokenizer, device, work)
+        counts.append(collections.Counter(e.name for e in prof.events() if e.cpu_parent is None))
+    return {name: (counts[1][name] - counts[0][name]) / (updates[1] - updates[0]) for name in counts[1]}
+
+
+def compare_loops(notebooks, cfg, tokenizer, device):
+    rows = []
+    for path in notebooks:
+        per_update = loop_operations(load_definitions(path), cfg, tokenizer, device)
+        most = sorted(per_update.items(), key=lambda item: -item[1])[:3]
+        rows.append((path.name, f"{sum(per_update.values()):.0f}", "; ".join(f"{n:.0f} {name}" for name, n in most)))
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    print(f"\nThe notebook's train() loop at {cfg.mode}'s shape, the model compiled, host operations per update:")
+    print_table(("notebook", "operations per update", "the most frequent"), rows)
+
+
+PARTS = ("training", "loop", "sampling", "bookkeeping")
 
 
 def main():
@@ -221,7 +259,8 @@ def main():
                         "CPU at a large mode's shape)")
     parser.add_argument("--variants", nargs="+", choices=list(TRAINING_VARIANTS), default=list(TRAINING_VARIANTS))
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
-    parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK], help="for the sampler's bookkeeping")
+    parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK],
+                        help="for the loop's and the sampler's operation counts (old.ipynb new.ipynb compares them)")
     args = parser.parse_args()
 
     nb = load_definitions()
@@ -234,6 +273,8 @@ def main():
           f"per eager operation" + (f", {replayed * 1e6:.2f} µs replayed from a CUDA graph" if replayed else ""))
     if "training" in args.parts:
         compare_training(nb, cfg, tokenizer, device, peak, args)
+    if "loop" in args.parts:
+        compare_loops(args.notebooks, cfg, tokenizer, device)
     if "sampling" in args.parts:
         compare_sampling(nb, cfg, tokenizer, device)
     if "bookkeeping" in args.parts:
