@@ -11,6 +11,7 @@
 #   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
 #             GPU busy share, a profile): the model eager, compiled, from CUDA graphs, and as compiled blocks (the
 #             earlier notebook); one micro-batch or two; the train() loop's and the sampler's host operations
+#             (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants compiled graphs --accumulation mode")
 # DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
 # written under $OUT comes back), so that a call ends before the device's limit.
 # Prepare with benchmarks/gpu_prepare.sh, then, e.g.:
@@ -72,7 +73,9 @@ for part in "${@:-notebook}"; do
             | grep -v '^training' | tee "$OUT/speed.log" || status=$?
         ;;
     overhead)
-        timeout "$(time_left)" python3 benchmarks/overhead.py 2>&1 | tee "$OUT/overhead.log" || status=$?
+        # shellcheck disable=SC2086  # OVERHEAD_ARGS is a list of options
+        timeout "$(time_left)" python3 benchmarks/overhead.py ${OVERHEAD_ARGS:-} 2>&1 | tee -a "$OUT/overhead.log" \
+            || status=$?
         ;;
     *)
         echo "unknown part $part: use tests, notebook, ablation, speed or overhead" >&2

@@ -7,26 +7,34 @@
    operation replayed from a CUDA graph. A training update of the notebook runs about 2,500 eager operations at
    budget_100's shape and a sampling round about 570 (counted with torch.profiler on the CPU).
 2. Training, every variant on the same micro-batches (tokens, steps and masks drawn from seeded generators):
-     notebook          the notebook's loss (every position predicted, the hidden ones counted), the whole model
-                       compiled (compile_model)
-     notebook + graphs the same, replayed from CUDA graphs (compile_model's cuda_graphs=True)
+     compiled          the notebook's loss (every position predicted, the hidden ones counted), each block compiled
+                       (compile_model): the notebook's default
+     graphs            the same, each block replayed from CUDA graphs (compile_model's cuda_graphs=True)
      eager             the same, not compiled
-     compiled blocks   what the notebook ran before: each block compiled, the output layer and the loss at the
+     whole             the whole model compiled as one graph (longer to compile: every layer anew)
+     whole-graphs      the same, replayed from CUDA graphs
+     blocks-before     what the notebook ran before: each block compiled, the output layer and the loss at the
                        hidden positions only (a shape that depends on the mask, and a host sync to learn it)
-   each at the mode's micro-batch × accumulation and as one micro-batch of the same tokens. Columns: time per update,
-   tokens/s, MFU against a measured bf16 matmul peak, the operations the host dispatches per update (top-level
-   profiler events: one per eager operation, one per compiled graph called), kernels per update and the share of the
-   update's wall time in which the GPU runs one (torch.profiler), the loss on the first micro-batch, and the cosine
-   between the variant's weight change and the notebook's after the first update (the same weights, the same batch:
-   1.0 is the same update) and after all of them (a graph that overwrote a gradient it should have added to would
-   show here).
+   each at the mode's micro-batch × accumulation and as one micro-batch of the same tokens (--accumulation). Columns:
+   the first update's time (with compile_model's probe: the compilation; no graph comes from the compiler's cache,
+   but a kernel compiled for an earlier variant may), time per update, tokens/s, MFU against a measured bf16 matmul
+   peak, the operations the host dispatches per update (top-level profiler events: one per eager operation, one per
+   compiled graph called), kernels per update and the share of the update's wall time in which the GPU runs one
+   (torch.profiler), the loss on the first micro-batch, and the cosine between the variant's weight change and the
+   first variant's after the first update (the same weights, the same batch: 1.0 is the same update) and after all of
+   them (a graph that overwrote a gradient it should have added to would show here).
 3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate with the model
-   eager, compiled, and replayed from CUDA graphs, and with each whole round compiled (generate's compiled=True).
+   eager, its blocks compiled, and replayed from CUDA graphs, and with each whole round compiled (compiled=True).
 4. The notebook's own train() loop (data, loss meter, EMA, clipping, optimizer): host operations per update, the
    model compiled, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 5. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
    per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 """
+
+import os
+
+os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")  # every variant compiles its graphs, as on a fresh machine
+os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
 
 import argparse
 import collections
@@ -36,6 +44,7 @@ import inspect
 import io
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +128,14 @@ def compiled_model(cuda_graphs):
     return prepare
 
 
+def whole_model(cuda_graphs):
+    def prepare(nb, model, batch_size):
+        model.compile(fullgraph=True, mode="reduce-overhead" if cuda_graphs else None)
+        return notebook_loss(nb)
+
+    return prepare
+
+
 def compiled_blocks(nb, model, batch_size):
     for block in model.blocks:
         block.compile()
@@ -126,10 +143,12 @@ def compiled_blocks(nb, model, batch_size):
 
 
 TRAINING_VARIANTS = {  # name -> (nb, model, micro-batch size) -> the loss function to train with
-    "notebook": compiled_model(cuda_graphs=False),
-    "notebook + graphs": compiled_model(cuda_graphs=True),
+    "compiled": compiled_model(cuda_graphs=False),
+    "graphs": compiled_model(cuda_graphs=True),
     "eager": lambda nb, model, batch_size: notebook_loss(nb),
-    "compiled blocks": compiled_blocks,
+    "whole": whole_model(cuda_graphs=False),
+    "whole-graphs": whole_model(cuda_graphs=True),
+    "blocks-before": compiled_blocks,
 }
 
 
@@ -137,6 +156,7 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
     torch._dynamo.reset()  # each variant compiles afresh: no earlier variant's code, no recompilation limit reached
     torch.manual_seed(0)
     model = nb.DiffusionLM(cfg.model).to(device)
+    start = time.perf_counter()
     loss_of = TRAINING_VARIANTS[name](nb, model, batch_size)
     optimizer = nb.make_optimizer(model, cfg, device)
     groups = [batches[i : i + grad_accum] for i in range(0, len(batches), grad_accum)]
@@ -156,6 +176,7 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
 
     before = weights()
     first_loss = update(groups[0]).item() * grad_accum
+    compiling = time.perf_counter() - start  # compile_model's probe and the first update: the compilation
     first_step = weights() - before
     for i in range(warmup):
         update(groups[(1 + i) % len(groups)])
@@ -168,20 +189,20 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
     operations = len([e for e in prof.events() if e.cpu_parent is None and e.device_type == DeviceType.CPU]) / 3
     kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     busy = sum(e.time_range.elapsed_us() for e in kernels) * 1e-6 / (3 * seconds) if kernels else None
-    if name == "notebook":  # where its time goes: the operations that cost the most host time, and device time
+    if name == "compiled":  # where the notebook's time goes: the operations costing the most host and device time
         for key in ["self_cpu_time_total"] + (["self_device_time_total"] if device == "cuda" else []):
             print(f"\n{name}, {batch_size} × {grad_accum}, 3 updates, by {key}:")
             try:
                 print(prof.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=60))
             except Exception as error:  # a profiler that names its columns otherwise: keep the timings
                 print(f"no table ({type(error).__name__}: {error})")
-    return model, seconds, first_loss, (first_step, all_steps), operations, len(kernels) / 3, busy
+    return model, seconds, compiling, first_loss, (first_step, all_steps), operations, len(kernels) / 3, busy
 
 
 SAMPLING_VARIANTS = {  # name -> (compile_model's options, generate's `compiled`)
     "eager": ({"enabled": False}, False),
-    "compiled model": ({"enabled": True}, False),
-    "model from CUDA graphs": ({"enabled": True, "cuda_graphs": True}, False),
+    "compiled blocks": ({"enabled": True}, False),
+    "blocks from CUDA graphs": ({"enabled": True, "cuda_graphs": True}, False),
     "compiled rounds (CUDA graphs on a GPU)": ({"enabled": False}, True),
 }
 
@@ -259,6 +280,9 @@ def main():
                         "CPU at a large mode's shape)")
     parser.add_argument("--variants", nargs="+", choices=list(TRAINING_VARIANTS), default=list(TRAINING_VARIANTS))
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
+    parser.add_argument("--accumulation", choices=["mode", "one", "both"], default="both",
+                        help="train at the mode's micro-batch × accumulation, as one micro-batch of the same tokens, "
+                        "or both")
     parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK],
                         help="for the loop's and the sampler's operation counts (old.ipynb new.ipynb compares them)")
     args = parser.parse_args()
@@ -283,32 +307,34 @@ def main():
 
 def compare_training(nb, cfg, tokenizer, device, peak, args):
     tokens_per_update = cfg.batch_size * cfg.grad_accum
-    shapes = {(cfg.batch_size, cfg.grad_accum), (tokens_per_update, 1)}
+    shapes = {"mode": {(cfg.batch_size, cfg.grad_accum)}, "one": {(tokens_per_update, 1)}}
+    shapes = shapes.get(args.accumulation, shapes["mode"] | shapes["one"])
     rows, reference_steps = [], {}
     for (batch_size, grad_accum), variant in [(s, v) for s in sorted(shapes, reverse=True) for v in args.variants]:
         batches = micro_batches(nb, cfg.model, batch_size, grad_accum * (args.updates + 1), tokenizer.mask_token_id,
                                 device)
         try:
-            model, seconds, first_loss, steps, operations, kernels, busy = train_variant(
+            model, seconds, compiling, first_loss, steps, operations, kernels, busy = train_variant(
                 nb, cfg, variant, batch_size, grad_accum, batches, device, args.updates, args.warmup)
         except Exception as error:  # a variant that fails on this device is a finding, not the end of the run
             rows.append((variant, f"{batch_size} × {grad_accum}", f"failed: {type(error).__name__}: {error}"[:300],
-                         *[""] * 8))
+                         *[""] * 9))
             print("| " + " | ".join(rows[-1]) + " |", flush=True)
             continue
         reference = reference_steps.setdefault((batch_size, grad_accum), steps)
         first, every = (F.cosine_similarity(a.double(), b.double(), dim=0).item()  # fp32 sums drift at 46M
                         for a, b in zip(steps, reference, strict=True))
         tokens = tokens_per_update * cfg.model.seq_len
-        rows.append((variant, f"{batch_size} × {grad_accum}", f"{seconds * 1e3:.1f}", f"{tokens / seconds:,.0f}",
+        rows.append((variant, f"{batch_size} × {grad_accum}", f"{compiling:.1f}", f"{seconds * 1e3:.1f}",
+                     f"{tokens / seconds:,.0f}",
                      f"{tokens / seconds * train_flops_per_token(model) / peak:.1%}", f"{operations:.0f}",
                      f"{kernels:.0f}", f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}",
                      f"{first:.4f}", f"{every:.4f}"))
         print("| " + " | ".join(rows[-1]) + " |", flush=True)
     print(f"\nTraining at {args.mode}'s shape, {tokens_per_update * cfg.model.seq_len:,} tokens per update:")
-    print_table(("variant", "micro-batch × accumulation", "ms/update", "tokens/s", "MFU", "host operations/update",
-                 "kernels/update", "GPU busy", "first loss", "first update vs notebook (cosine)",
-                 "all updates vs notebook"), rows)
+    print_table(("variant", "micro-batch × accumulation", "first update (s)", "ms/update", "tokens/s", "MFU",
+                 "host operations/update", "kernels/update", "GPU busy", "first loss",
+                 "first update vs the first variant's (cosine)", "all updates vs the first variant's"), rows)
 
 
 def compare_sampling(nb, cfg, tokenizer, device):

@@ -5,11 +5,11 @@ import dataclasses
 import torch
 
 
-def test_the_compiled_model_gives_the_eager_loss_curve(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
+def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, shape, tokenizer, tiny_data, tmp_path):
     short = dataclasses.replace(cfg, micro_steps=20, warmup_steps=2, evals_per_run=2, log_every=5)
     stream, val = tiny_data(shape.seq_len)
     histories = []
-    for enabled, expected in ((False, "eager"), (True, "compiled")):
+    for enabled, expected in ((False, "eager"), (True, "compiled blocks")):
         torch.manual_seed(0)
         model = nb.DiffusionLM(shape)
         assert nb.compile_model(model, enabled, short.batch_size) == expected
@@ -32,7 +32,7 @@ def test_a_failing_compiler_falls_back_to_eager(nb, cfg, shape, monkeypatch, cap
     monkeypatch.setattr(torch.nn.Module, "compile", broken_compile)
     assert nb.compile_model(model, True, cfg.batch_size) == "eager"
     assert "torch.compile is not usable here (RuntimeError: no C++ compiler)" in capsys.readouterr().out
-    assert model._compiled_call_impl is None
+    assert all(block._compiled_call_impl is None for block in model.blocks)
 
 
 def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokenizer, tiny_data, monkeypatch):
@@ -46,7 +46,7 @@ def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokeniz
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compile_module(self, backend=counting))
     torch.compiler.reset()  # no compiled code left over from other tests
     model = nb.DiffusionLM(shape)
-    assert nb.compile_model(model, True, cfg.batch_size) == "compiled"
+    assert nb.compile_model(model, True, cfg.batch_size) == "compiled blocks"
     probed = len(graphs)
     assert probed > 0
     stream, _ = tiny_data(shape.seq_len)

@@ -41,7 +41,7 @@ def test_the_compiled_bf16_model_on_the_gpu_computes_the_cpu_loss_and_gradient(
     torch.compiler.reset()
     on_gpu = nb.DiffusionLM(shape).cuda()
     on_gpu.load_state_dict(on_cpu.state_dict())
-    expected = "compiled, CUDA graphs" if cuda_graphs else "compiled"
+    expected = "compiled blocks, CUDA graphs" if cuda_graphs else "compiled blocks"
     assert nb.compile_model(on_gpu, True, len(x), cuda_graphs) == expected
     for _ in range(3):  # with CUDA graphs: warm-up, recording, then a replay
         on_gpu.zero_grad(set_to_none=True)
