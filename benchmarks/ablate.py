@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_defs import load_definitions  # noqa: E402
 from recipes import VARIANTS, apply  # noqa: E402
+from throughput import print_row, print_table  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinystories"
 SMALL = {  # a shape two CPU cores train in a few minutes; seq_len 256 holds most stories whole, so they can end
@@ -121,11 +122,9 @@ def main():
             f"{nb.sample_quality(tokenizer, stories)['ended']:.0%}",
             f"{cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / seconds:,.0f}",
         ))
-        print("| " + " | ".join(rows[-1]) + " |", flush=True)  # each row as it comes: long runs show progress
+        print_row(rows[-1])
     shutil.rmtree(work)
-    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(header, rows)
     for label, stories in samples.items():
         print(f"\n{label}:\n" + "\n".join(f"- {story}" for story in stories))
 

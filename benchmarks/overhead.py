@@ -4,8 +4,7 @@
     python benchmarks/overhead.py --mode quick --updates 20
 
 1. Dispatch: microseconds per small eager operation (1,000 adds on a one-element tensor, back to back), and per
-   operation replayed from a CUDA graph. A training update of the notebook runs about 2,500 eager operations at
-   budget_100's shape and a sampling round about 570 (counted with torch.profiler on the CPU).
+   operation replayed from a CUDA graph.
 2. Training, every variant on the same micro-batches (tokens, steps and masks drawn from seeded generators):
      compiled          the notebook's loss (every position predicted, the hidden ones counted), each block compiled
                        (compile_model): the notebook's default
@@ -59,6 +58,7 @@ from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 from throughput import (  # noqa: E402
     matmul_peak,
+    print_row,
     print_table,
     synchronize,
     time_sampling,
@@ -262,7 +262,7 @@ def compare_loops(notebooks, cfg, tokenizer, device):
         per_update = loop_operations(load_definitions(path), cfg, tokenizer, device)
         most = sorted(per_update.items(), key=lambda item: -item[1])[:3]
         rows.append((path.name, f"{sum(per_update.values()):.0f}", "; ".join(f"{n:.0f} {name}" for name, n in most)))
-        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+        print_row(rows[-1])
     print(f"\nThe notebook's train() loop at {cfg.mode}'s shape, the model compiled, host operations per update:")
     print_table(("notebook", "operations per update", "the most frequent"), rows)
 
@@ -319,7 +319,7 @@ def compare_training(nb, cfg, tokenizer, device, peak, args):
         except Exception as error:  # a variant that fails on this device is a finding, not the end of the run
             rows.append((variant, f"{batch_size} × {grad_accum}", f"failed: {type(error).__name__}: {error}"[:300],
                          *[""] * 9))
-            print("| " + " | ".join(rows[-1]) + " |", flush=True)
+            print_row(rows[-1])
             continue
         reference = reference_steps.setdefault((batch_size, grad_accum), steps)
         first, every = (F.cosine_similarity(a.double(), b.double(), dim=0).item()  # fp32 sums drift at 46M
@@ -330,7 +330,7 @@ def compare_training(nb, cfg, tokenizer, device, peak, args):
                      f"{tokens / seconds * train_flops_per_token(model) / peak:.1%}", f"{operations:.0f}",
                      f"{kernels:.0f}", f"{busy:.0%}" if busy is not None else "n/a", f"{first_loss:.4f}",
                      f"{first:.4f}", f"{every:.4f}"))
-        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+        print_row(rows[-1])
     print(f"\nTraining at {args.mode}'s shape, {tokens_per_update * cfg.model.seq_len:,} tokens per update:")
     print_table(("variant", "micro-batch × accumulation", "first update (s)", "ms/update", "tokens/s", "MFU",
                  "host operations/update", "kernels/update", "GPU busy", "first loss",
@@ -350,7 +350,7 @@ def compare_sampling(nb, cfg, tokenizer, device):
             sampling.append((variant, f"{one:.3f}", f"{64 / many:.1f}"))
         except Exception as error:
             sampling.append((variant, f"failed: {type(error).__name__}: {error}"[:300], ""))
-        print("| " + " | ".join(sampling[-1]) + " |", flush=True)
+        print_row(sampling[-1])
     print(f"\nSampling at {cfg.mode}'s shape, 128 rounds:")
     print_table(("variant", "seconds for one story", "stories/s at batch 64"), sampling)
 
@@ -364,7 +364,7 @@ def compare_bookkeeping(notebooks, cfg, tokenizer, device):
             options = {"compiled": True} if kind == "compiled" else {}  # older notebooks have no such option
             operations, seconds = sampler_bookkeeping(nb, tokenizer, cfg, device, **options)
             bookkeeping.append((path.name, kind, f"{operations:.0f}", f"{seconds * 1e3:.2f}"))
-            print("| " + " | ".join(bookkeeping[-1]) + " |", flush=True)
+            print_row(bookkeeping[-1])
     print("\nThe sampler's bookkeeping per round at batch 1, the network left out:")
     print_table(("notebook", "rounds", "operations per round", "ms per round"), bookkeeping)
 

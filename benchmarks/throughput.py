@@ -231,7 +231,7 @@ def main():
                 f"{throughput:.1f}",
             )
         )
-        print("| " + " | ".join(rows[-1]) + " |", flush=True)  # each row as it comes: a cut-off run keeps its rows
+        print_row(rows[-1])
         per_update, validation, checkpoint = time_whole_run(
             nb, cfg, model, optimizer, tokenizer, device, asked, args.loop_updates, work / f"{mode}-{asked}"
         )
@@ -249,7 +249,7 @@ def main():
                 f"{cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / run_seconds:,.0f}",
             )
         )
-        print("| " + " | ".join(run_rows[-1]) + " |", flush=True)
+        print_row(run_rows[-1])
         del model, optimizer
     shutil.rmtree(work)
     print_table(header, rows)
@@ -267,10 +267,15 @@ def main():
     print_table(run_header, run_rows)
 
 
+def print_row(row):
+    print("| " + " | ".join(row) + " |", flush=True)  # each row as it comes: a cut-off run keeps its rows
+
+
 def print_table(header, rows):
-    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    print_row(header)
+    print("|" + "---|" * len(header))
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        print_row(row)
 
 
 if __name__ == "__main__":
