@@ -28,6 +28,10 @@
    model compiled, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 5. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
    per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
+6. A training checkpoint (weights, EMA, optimizer state) by the notebook's own save_training_checkpoint: how long
+   the loop stops for it, how much longer the next --updates eager updates take than without a write under way
+   (the background write's share of the host), and when it is on disk, for each notebook given (--notebooks
+   old.ipynb new.ipynb compares two versions).
 """
 
 import os
@@ -57,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 from throughput import (  # noqa: E402
+    checkpoint_cost,
     matmul_peak,
     print_row,
     print_table,
@@ -267,7 +272,22 @@ def compare_loops(notebooks, cfg, tokenizer, device):
     print_table(("notebook", "operations per update", "the most frequent"), rows)
 
 
-PARTS = ("training", "loop", "sampling", "bookkeeping")
+def compare_checkpoints(notebooks, cfg, tokenizer, device, updates):
+    rows = []
+    for path in notebooks:
+        nb = load_definitions(path)
+        torch.manual_seed(0)
+        model = nb.DiffusionLM(cfg.model).to(device)
+        optimizer = nb.make_optimizer(model, cfg, device)
+        stall, slower, on_disk = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates)
+        rows.append((path.name, f"{stall:.2f}", f"{slower:.2f}", f"{stall + slower:.2f}", f"{on_disk:.2f}"))
+        print_row(rows[-1])
+    print(f"\nA training checkpoint at {cfg.mode}'s shape (micro-batch {cfg.batch_size}), in seconds:")
+    print_table(("notebook", "the loop stops", f"{updates} updates after it slow down", "the loop loses",
+                 "on disk after"), rows)
+
+
+PARTS = ("training", "loop", "sampling", "bookkeeping", "checkpoints")
 
 
 def main():
@@ -284,7 +304,8 @@ def main():
                         help="train at the mode's micro-batch × accumulation, as one micro-batch of the same tokens, "
                         "or both")
     parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK],
-                        help="for the loop's and the sampler's operation counts (old.ipynb new.ipynb compares them)")
+                        help="for the loop's and the sampler's operation counts and the checkpoints' cost "
+                        "(old.ipynb new.ipynb compares them)")
     args = parser.parse_args()
 
     nb = load_definitions()
@@ -303,6 +324,8 @@ def main():
         compare_sampling(nb, cfg, tokenizer, device)
     if "bookkeeping" in args.parts:
         compare_bookkeeping(args.notebooks, cfg, tokenizer, device)
+    if "checkpoints" in args.parts:
+        compare_checkpoints(args.notebooks, cfg, tokenizer, device, args.updates)
 
 
 def compare_training(nb, cfg, tokenizer, device, peak, args):

@@ -19,8 +19,10 @@ round runs.
 
 Whole run: the notebook's own `train()` loop, on tokens memory-mapped from disk like its token cache, with its
 logging, non-finite checks and EMA. Its cost per update is the difference between two short runs (so their fixed
-costs cancel); one validation (raw and EMA weights, `eval_batches` batches each) and one training checkpoint (weights,
-EMA, optimizer state, written atomically) are timed on their own. The mode's whole run is then projected as
+costs cancel); one validation (raw and EMA weights, `eval_batches` batches each) is timed on its own, and one
+training checkpoint (weights, EMA, optimizer state) by what the loop loses to it: the time it stops for the
+checkpoint, plus how much longer the updates that follow take while it is written in the background. The mode's
+whole run is then projected as
 
     optimizer_steps * loop per update + (evals_per_run + 1) * validation + checkpoints_per_run * checkpoint
 
@@ -32,6 +34,7 @@ import contextlib
 import copy
 import dataclasses
 import io
+import math
 import resource
 import shutil
 import sys
@@ -118,6 +121,33 @@ def timed(function, device):
     return time.perf_counter() - start
 
 
+def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
+    """(seconds save_training_checkpoint holds the loop, seconds the `updates` updates right after it take beyond the
+    same updates with no write under way, seconds until the checkpoint is on disk)."""
+    x = torch.randint(10, cfg.model.vocab_size, (cfg.batch_size, cfg.model.seq_len), device=device)
+
+    def train_updates():
+        for _ in range(updates):
+            for _ in range(cfg.grad_accum):
+                nb.micro_batch_backward(model, x, cfg.model, tokenizer.mask_token_id, slice(None), cfg.grad_accum)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    train_updates()  # warm-up, and the optimizer's state
+    alone = timed(train_updates, device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    with tempfile.TemporaryDirectory() as work:
+        run = nb.Run(Path(work), cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
+                     nb.LossMeter(device))
+        began = time.perf_counter()
+        stall = timed(lambda: nb.save_training_checkpoint(run, 1), device)
+        during = timed(train_updates, device)
+        if hasattr(run, "writer"):  # earlier notebooks wrote in the loop
+            run.writer.wait()
+        on_disk = time.perf_counter() - began if hasattr(run, "writer") else stall
+    return stall, during - alone, on_disk
+
+
 def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop_updates, work):
     """(seconds per update of train(), seconds per validation, seconds per training checkpoint)."""
     work.mkdir(parents=True)
@@ -141,11 +171,9 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop
     train_run(few, "warm-up")  # first-call costs (the evaluation's compiled code, allocator growth) land here
     per_update = (train_run(more, "more") - train_run(few, "few")) / (more - few)
     validation = 2 * timed(lambda: nb.evaluate(model, val, tokenizer, device), device)  # raw and EMA weights
-    ema = copy.deepcopy(model).requires_grad_(False)
-    run = nb.Run(work / "checkpoint", cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
-                 nb.LossMeter(device))
-    checkpoint = timed(lambda: nb.save_training_checkpoint(run, 1), device)
-    return per_update, validation, checkpoint
+    enough = min(100, math.ceil(3 / per_update))  # updates that outlast a write of a few seconds
+    stall, slower, _ = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, enough)
+    return per_update, validation, stall + slower
 
 
 def time_sampling(nb, model, tokenizer, cfg, device, batch, **options):

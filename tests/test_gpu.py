@@ -56,7 +56,9 @@ def test_the_compiled_bf16_model_on_the_gpu_computes_the_cpu_loss_and_gradient(
 
 
 @pytest.mark.parametrize("cuda_graphs", [False, True])
-def test_training_on_the_gpu_lowers_the_validation_loss(nb, cfg, shape, tokenizer, tiny_data, tmp_path, cuda_graphs):
+def test_training_on_the_gpu_lowers_the_validation_loss_and_saves_its_weights(
+    nb, cfg, shape, tokenizer, tiny_data, tmp_path, cuda_graphs
+):
     short = dataclasses.replace(cfg, micro_steps=60, evals_per_run=2)
     stream, val = tiny_data(shape.seq_len)
     torch.compiler.reset()
@@ -66,6 +68,8 @@ def test_training_on_the_gpu_lowers_the_validation_loss(nb, cfg, shape, tokenize
     history, _ = nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path)
     first, last = history["val"][0][1], history["val"][-1][1]
     assert last < first - 0.5, history["val"]
+    saved, *_ = nb.load_checkpoint(nb.completed_checkpoints(tmp_path)[-1])  # written in the background
+    assert all(torch.equal(saved.state_dict()[name], value.cpu()) for name, value in model.state_dict().items())
 
 
 def test_cuda_graphs_train_as_the_compiled_model_does_with_gradient_accumulation(

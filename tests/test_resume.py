@@ -1,10 +1,13 @@
-"""Checkpoints during training: exact resume after kill -9, crashes while saving, NaN, and settings mismatches."""
+"""Checkpoints during training: exact resume after kill -9, crashes while saving, writes in the background, NaN, and
+settings mismatches."""
 
+import copy
 import dataclasses
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,6 +75,71 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(nb, straight_ru
     output = finish_worker(tmp_path)
     assert f"Resuming from {run / 'step-00000060'}" in output
     assert final_state(tmp_path) == straight_run
+
+
+def one_update(nb, model, optimizer, cfg, mask_id, seed):
+    x = torch.randint(10, model.config.vocab_size, (cfg.batch_size, model.config.seq_len),
+                      generator=torch.Generator().manual_seed(seed))
+    nb.micro_batch_backward(model, x, model.config, mask_id, slice(None), 1)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def test_training_goes_on_while_a_checkpoint_is_written_and_it_holds_its_own_update(
+    nb, cfg, model, tokenizer, tmp_path, monkeypatch
+):
+    disk_ready, real_save = threading.Event(), torch.save
+
+    def slow_disk(obj, path):  # the optimizer state reaches the disk only once the test says so
+        assert disk_ready.wait(timeout=120)
+        real_save(obj, path)
+
+    monkeypatch.setattr(torch, "save", slow_disk)
+    optimizer = nb.make_optimizer(model, cfg, "cpu")
+    run = nb.Run(tmp_path / "run", cfg, tokenizer, "synthetic", model, optimizer,
+                 copy.deepcopy(model).requires_grad_(False), torch.Generator(), nb.LossMeter("cpu"))
+    one_update(nb, model, optimizer, cfg, tokenizer.mask_token_id, seed=1)
+    weights = {name: value.clone() for name, value in model.state_dict().items()}
+    moments = copy.deepcopy(optimizer.state_dict()["state"])
+
+    nb.save_training_checkpoint(run, 1)
+    folder = tmp_path / "run" / f"step-{cfg.grad_accum:08d}"
+    assert not folder.exists()  # still being written
+    for seed in (2, 3):  # training goes on meanwhile
+        one_update(nb, model, optimizer, cfg, tokenizer.mask_token_id, seed)
+    run.history["train"].append((3, 1.0))
+    assert not torch.equal(model.tok_emb.weight, weights["tok_emb.weight"])
+    disk_ready.set()
+    run.writer.wait()
+
+    saved, *_ , history = nb.load_checkpoint(folder)
+    assert all(torch.equal(saved.state_dict()[name], weights[name]) for name in weights)
+    state = torch.load(folder / "trainer_state.pt", weights_only=True)
+    assert state["update"] == 1 and history["train"] == []
+    for index, moment in moments.items():
+        assert all(torch.equal(state["optimizer"]["state"][index][key], moment[key]) for key in moment)
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_training_and_the_earlier_one_stays(
+    nb, cfg, model, tokenizer, tiny_data, tmp_path, monkeypatch
+):
+    cfg = dataclasses.replace(cfg, micro_steps=60, checkpoints_per_run=3, evals_per_run=1)
+    stream, val = tiny_data(cfg.model.seq_len)
+    calls, real_save = [], torch.save
+
+    def full_disk(obj, path):  # the second training checkpoint finds the disk full
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RuntimeError, match=r"checkpoint .*step-00000040 failed \(OSError: .*No space left.*intact"):
+        nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    complete = [folder.name for folder in nb.completed_checkpoints(tmp_path / "run")]
+    assert complete[0] == "step-00000020" and "step-00000040" not in complete
+    good, *_ = nb.load_checkpoint(tmp_path / "run" / "step-00000020")
+    assert all(torch.isfinite(p).all() for p in good.parameters())
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(nb, cfg, model, tokenizer, tiny_data, tmp_path):
