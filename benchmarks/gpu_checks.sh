@@ -15,8 +15,10 @@
 # DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
 # written under $OUT comes back), so that a call ends before the device's limit.
 # Prepare with benchmarks/gpu_prepare.sh, then, e.g.:
-#   run(command="DEADLINE_S=570 benchmarks/gpu_checks.sh tests notebook speed ablation", carry=[".whl", ".data"],
-#       timeout_s=590)
+#   run(command="DEADLINE_S=520 benchmarks/gpu_checks.sh tests speed overhead", carry=[".whl", ".data"],
+#       timeout_s=540)
+# A session has 15 minutes of device time in all, the machine's start included: benchmarks/RESULTS.md section 1 says
+# which parts and options the next GPU run needs.
 # Everything lands in $OUT (the device tool's folder; /tmp/gpu-checks elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
