@@ -85,20 +85,30 @@ EXECUTIONS = {  # how the model runs: compile_model's options
 }
 
 
+def random_micro_batches(cfg, device):
+    """One update's micro-batches of random tokens, already on the device: (grad_accum, batch_size, seq_len)."""
+    shape = cfg.model
+    return torch.randint(10, shape.vocab_size, (cfg.grad_accum, cfg.batch_size, shape.seq_len), device=device)
+
+
+def training_update(nb, cfg, model, optimizer, batches, mask_id):
+    """The notebook's update without its data loading: accumulate the micro-batches, clip, step."""
+    for x in batches:
+        nb.micro_batch_backward(model, x, cfg.model, mask_id, slice(None), cfg.grad_accum)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def time_training(nb, cfg, tokenizer, device, steps, warmup, execution):
     torch.manual_seed(0)
     model = nb.DiffusionLM(cfg.model).to(device)
     execution = nb.compile_model(model, batch_size=cfg.batch_size, **EXECUTIONS[execution])
     optimizer = nb.make_optimizer(model, cfg, device)
-    shape = cfg.model
-    batches = torch.randint(10, shape.vocab_size, (cfg.grad_accum, cfg.batch_size, shape.seq_len), device=device)
+    batches = random_micro_batches(cfg, device)
 
     def update():
-        for x in batches:
-            nb.micro_batch_backward(model, x, shape, tokenizer.mask_token_id, slice(None), cfg.grad_accum)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        training_update(nb, cfg, model, optimizer, batches, tokenizer.mask_token_id)
 
     for _ in range(warmup):
         update()
@@ -124,14 +134,11 @@ def timed(function, device):
 def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
     """(seconds save_training_checkpoint holds the loop, seconds the `updates` updates right after it take beyond the
     same updates with no write under way, seconds until the checkpoint is on disk)."""
-    x = torch.randint(10, cfg.model.vocab_size, (cfg.batch_size, cfg.model.seq_len), device=device)
+    batches = random_micro_batches(cfg, device)
 
     def train_updates():
         for _ in range(updates):
-            for _ in range(cfg.grad_accum):
-                nb.micro_batch_backward(model, x, cfg.model, tokenizer.mask_token_id, slice(None), cfg.grad_accum)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            training_update(nb, cfg, model, optimizer, batches, tokenizer.mask_token_id)
 
     train_updates()  # warm-up, and the optimizer's state
     alone = timed(train_updates, device)
@@ -142,9 +149,10 @@ def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
         began = time.perf_counter()
         stall = timed(lambda: nb.save_training_checkpoint(run, 1), device)
         during = timed(train_updates, device)
-        if hasattr(run, "writer"):  # earlier notebooks wrote in the loop
+        in_background = hasattr(run, "writer")  # earlier notebooks wrote in the loop: on disk when the stop ended
+        if in_background:
             run.writer.wait()
-        on_disk = time.perf_counter() - began if hasattr(run, "writer") else stall
+        on_disk = time.perf_counter() - began if in_background else stall
     return stall, during - alone, on_disk
 
 

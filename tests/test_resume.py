@@ -112,7 +112,7 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_it_holds_its_own_upd
     disk_ready.set()
     run.writer.wait()
 
-    saved, *_ , history = nb.load_checkpoint(folder)
+    saved, *_, history = nb.load_checkpoint(folder)
     assert all(torch.equal(saved.state_dict()[name], weights[name]) for name in weights)
     state = torch.load(folder / "trainer_state.pt", weights_only=True)
     assert state["update"] == 1 and history["train"] == []
