@@ -100,7 +100,7 @@ def main():
                   f"{cfg.model.seq_len}", flush=True)
         torch.manual_seed(cfg.seed)
         model = nb.DiffusionLM(dataclasses.replace(cfg.model, vocab_size=len(tokenizer))).to(device)
-        nb.compile_model(model, cfg.compile and device == "cuda", cfg.batch_size, cfg.cuda_graphs)
+        nb.compile_model(model, cfg.compile and device == "cuda", cfg.batch_size)
         start = time.perf_counter()
         history, ema = nb.train(model, cfg, stream, val, tokenizer, device, work / label.replace(" ", "_"))
         seconds = time.perf_counter() - start

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Every GPU check and measurement this project reports, in parts that fit a device call of 10 minutes:
-#   tests     tests/test_gpu.py: the compiled bf16 model (with and without CUDA graphs) against the fp32 CPU model,
-#             the sampler's random numbers, evaluation
+#   tests     tests/test_gpu.py: the compiled bf16 model against the fp32 CPU model, training, compiled sampling rounds
+#             replayed from CUDA graphs, the sampler's random numbers, evaluation
 #   notebook  the notebook itself, top to bottom, as a user's Run All executes it (papermill), in quick mode on the
 #             cased TinyStories text in .data; keeps the executed notebook, its log, history, loss plot and GIF
 #   ablation  the reference's recipe against the notebook's at quick scale (benchmarks/ablate.py --scale quick)
-#   speed     benchmarks/throughput.py: every mode's shape, eager, compiled and from CUDA graphs, bare step, whole loop
-#             and sampler
+#   speed     benchmarks/throughput.py: every mode's shape, eager and compiled, bare step, whole loop and sampler
 #             (THROUGHPUT_ARGS passes it options, e.g. "--modes budget_100 --steps 10")
 #   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
-#             GPU busy share, a profile): the model eager, compiled, from CUDA graphs, and as compiled blocks (the
-#             earlier notebook); one micro-batch or two; the train() loop's and the sampler's host operations
-#             (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants compiled graphs --accumulation mode")
+#             GPU busy share, a profile): the model eager, compiled, its blocks alone compiled, compiled whole, and as
+#             an earlier notebook ran it; one micro-batch or two; the train() loop's and the sampler's host operations
+#             (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants compiled blocks --accumulation mode")
 # DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
 # written under $OUT comes back), so that a call ends before the device's limit.
 # Prepare with benchmarks/gpu_prepare.sh, then, e.g.:

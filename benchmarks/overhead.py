@@ -6,12 +6,12 @@
 1. Dispatch: microseconds per small eager operation (1,000 adds on a one-element tensor, back to back), and per
    operation replayed from a CUDA graph.
 2. Training, every variant on the same micro-batches (tokens, steps and masks drawn from seeded generators):
-     compiled          the notebook's loss (every position predicted, the hidden ones counted), each block compiled
-                       (compile_model): the notebook's default
-     graphs            the same, each block replayed from CUDA graphs (compile_model's cuda_graphs=True)
+     compiled          the notebook's loss (every position predicted, the hidden ones counted), each block and the
+                       output layer with its cross-entropy compiled (compile_model): the notebook's default
+     blocks            the same, the blocks compiled and the output layer eager (the notebook before it compiled the
+                       output layer: the float32 log-softmax written out, forward and backward)
      eager             the same, not compiled
      whole             the whole model compiled as one graph (longer to compile: every layer anew)
-     whole-graphs      the same, replayed from CUDA graphs
      blocks-before     what the notebook ran before: each block compiled, the output layer and the loss at the
                        hidden positions only (a shape that depends on the mask, and a host sync to learn it)
    each at the mode's micro-batch × accumulation and as one micro-batch of the same tokens (--accumulation). Columns:
@@ -23,7 +23,7 @@
    first variant's after the first update (the same weights, the same batch: 1.0 is the same update) and after all of
    them (a graph that overwrote a gradient it should have added to would show here).
 3. Sampling "Once upon a time", 128 new tokens in 128 rounds, at batch 1 and 64: the notebook's generate with the model
-   eager, its blocks compiled, and replayed from CUDA graphs, and with each whole round compiled (compiled=True).
+   eager, compiled, and with each whole round compiled (compiled=True; on a GPU replayed from a CUDA graph).
 4. The notebook's own train() loop (data, loss meter, EMA, clipping, optimizer): host operations per update, the
    model compiled, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 5. The sampler's own bookkeeping, with a stand-in network that returns zeros at once: operations dispatched and time
@@ -125,35 +125,33 @@ def hidden_only_loss(model, x, t, noisy, hidden):
     return F.cross_entropy(logits.float(), x[hidden], reduction="sum") / hidden.sum().clamp(min=1)
 
 
-def compiled_model(cuda_graphs):
-    def prepare(nb, model, batch_size):
-        nb.compile_model(model, True, batch_size, cuda_graphs)
-        return notebook_loss(nb)
-
-    return prepare
+def compiled_model(nb, model, batch_size):
+    nb.compile_model(model, True, batch_size)
+    return notebook_loss(nb)
 
 
-def whole_model(cuda_graphs):
-    def prepare(nb, model, batch_size):
-        model.compile(fullgraph=True, mode="reduce-overhead" if cuda_graphs else None)
-        return notebook_loss(nb)
-
-    return prepare
+def whole_model(nb, model, batch_size):
+    model.compile(fullgraph=True)
+    return notebook_loss(nb)
 
 
-def compiled_blocks(nb, model, batch_size):
+def blocks_only(nb, model, batch_size):
     for block in model.blocks:
-        block.compile()
+        block.compile(fullgraph=True)
+    return notebook_loss(nb)
+
+
+def blocks_before(nb, model, batch_size):
+    blocks_only(nb, model, batch_size)
     return hidden_only_loss
 
 
 TRAINING_VARIANTS = {  # name -> (nb, model, micro-batch size) -> the loss function to train with
-    "compiled": compiled_model(cuda_graphs=False),
-    "graphs": compiled_model(cuda_graphs=True),
+    "compiled": compiled_model,
+    "blocks": blocks_only,
     "eager": lambda nb, model, batch_size: notebook_loss(nb),
-    "whole": whole_model(cuda_graphs=False),
-    "whole-graphs": whole_model(cuda_graphs=True),
-    "blocks-before": compiled_blocks,
+    "whole": whole_model,
+    "blocks-before": blocks_before,
 }
 
 
@@ -206,8 +204,7 @@ def train_variant(nb, cfg, name, batch_size, grad_accum, batches, device, update
 
 SAMPLING_VARIANTS = {  # name -> (compile_model's options, generate's `compiled`)
     "eager": ({"enabled": False}, False),
-    "compiled blocks": ({"enabled": True}, False),
-    "blocks from CUDA graphs": ({"enabled": True, "cuda_graphs": True}, False),
+    "compiled": ({"enabled": True}, False),
     "compiled rounds (CUDA graphs on a GPU)": ({"enabled": False}, True),
 }
 
@@ -316,16 +313,15 @@ def main():
     peak = matmul_peak(device)
     print(f"device: {name}; torch {torch.__version__}; matmul peak {peak / 1e12:.1f} TFLOP/s; {eager * 1e6:.1f} µs "
           f"per eager operation" + (f", {replayed * 1e6:.2f} µs replayed from a CUDA graph" if replayed else ""))
-    if "training" in args.parts:
-        compare_training(nb, cfg, tokenizer, device, peak, args)
-    if "loop" in args.parts:
-        compare_loops(args.notebooks, cfg, tokenizer, device)
-    if "sampling" in args.parts:
-        compare_sampling(nb, cfg, tokenizer, device)
-    if "bookkeeping" in args.parts:
-        compare_bookkeeping(args.notebooks, cfg, tokenizer, device)
-    if "checkpoints" in args.parts:
-        compare_checkpoints(args.notebooks, cfg, tokenizer, device, args.updates)
+    parts = {  # run in the order asked: on a device with a deadline, the most important first
+        "training": lambda: compare_training(nb, cfg, tokenizer, device, peak, args),
+        "loop": lambda: compare_loops(args.notebooks, cfg, tokenizer, device),
+        "sampling": lambda: compare_sampling(nb, cfg, tokenizer, device),
+        "bookkeeping": lambda: compare_bookkeeping(args.notebooks, cfg, tokenizer, device),
+        "checkpoints": lambda: compare_checkpoints(args.notebooks, cfg, tokenizer, device, args.updates),
+    }
+    for part in args.parts:
+        parts[part]()
 
 
 def compare_training(nb, cfg, tokenizer, device, peak, args):

@@ -48,7 +48,7 @@ def reference_model_class(nb, embedding_std, dropout):
             self.drop = nn.Dropout(dropout)
             self.blocks = nn.ModuleList(ReferenceBlock(config) for _ in range(config.n_layers))
             self.ln_f = nn.LayerNorm(config.d_model)
-            self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+            self.head = nb.OutputLayer(config.d_model, config.vocab_size, bias=False)
             self.head.weight = self.tok_emb.weight
             head_dim = config.d_model // config.n_heads
             # no rotation: cos 1, sin 0 turn the notebook's rotary attention into plain attention

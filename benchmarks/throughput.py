@@ -1,7 +1,8 @@
 """Training and sampling speed of the notebook's own code, for each RUN_MODE's shape. Prints one table.
 
     python benchmarks/throughput.py                      # smoke and quick shapes; budget_100 too on a GPU
-    python benchmarks/throughput.py --modes budget_100 --steps 3 --execution eager compiled graphs
+    python benchmarks/throughput.py --modes budget_100 --steps 3 --execution eager compiled
+    python benchmarks/throughput.py --modes budget_100 --notebooks old.ipynb new.ipynb    # a row each, before and after
 
 Training: the notebook's `micro_batch_backward` + AdamW update on random tokens already on the device (no data loading),
 `grad_accum` micro-batches per update, after warm-up updates. FLOPs per trained token are counted from the shapes:
@@ -18,8 +19,10 @@ rounds, batch 1 (latency) and batch 64 (throughput, stories/s); the untrained mo
 round runs.
 
 Whole run: the notebook's own `train()` loop, on tokens memory-mapped from disk like its token cache, with its
-logging, non-finite checks and EMA. Its cost per update is the difference between two short runs (so their fixed
-costs cancel); one validation (raw and EMA weights, `eval_batches` batches each) is timed on its own, and one
+logging, non-finite checks and EMA. Its cost per update is read off the optimizer's step hook in one short run: from
+the end of an update after the first fifth (first-call costs) to the end of the last, the GPU drained, so that the
+validations and the checkpoint at the run's end, whose time varies with the disk, stay out of it. One validation
+(raw and EMA weights, `eval_batches` batches each) is timed on its own after one untimed, and one
 training checkpoint (weights, EMA, optimizer state) by what the loop loses to it: the time it stops for the
 checkpoint, plus how much longer the updates that follow take while it is written in the background. The mode's
 whole run is then projected as
@@ -44,9 +47,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from notebook_defs import load_definitions  # noqa: E402
+from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 
 
@@ -81,7 +85,6 @@ def train_flops_per_token(model):
 EXECUTIONS = {  # how the model runs: compile_model's options
     "eager": {"enabled": False},
     "compiled": {"enabled": True},
-    "graphs": {"enabled": True, "cuda_graphs": True},
 }
 
 
@@ -156,6 +159,29 @@ def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
     return stall, during - alone, on_disk
 
 
+def loop_seconds_per_update(nb, cfg, stream, val, tokenizer, device, execution, updates, run_dir):
+    """Seconds per update of the notebook's train() loop, from the end of update updates // 5 to the end of the last."""
+    short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, evals_per_run=1, checkpoints_per_run=1)
+    torch.manual_seed(0)
+    model = nb.DiffusionLM(cfg.model).to(device)
+    nb.compile_model(model, batch_size=cfg.batch_size, **EXECUTIONS[execution])
+    ends = []
+
+    def update_ended(optimizer, args, kwargs):
+        if len(ends) == updates - 1:
+            synchronize(device)  # the last update: until the GPU has run every update queued before it
+        ends.append(time.perf_counter())
+
+    hook = register_optimizer_step_post_hook(update_ended)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation reports
+            nb.train(model, short, stream, val[: cfg.batch_size], tokenizer, device, run_dir)
+    finally:
+        hook.remove()
+    first = updates // 5
+    return (ends[-1] - ends[first]) / (len(ends) - 1 - first)
+
+
 def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop_updates, work):
     """(seconds per update of train(), seconds per validation, seconds per training checkpoint)."""
     work.mkdir(parents=True)
@@ -163,21 +189,8 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop
     np.save(work / "tokens.npy", tokens)
     stream = np.load(work / "tokens.npy", mmap_mode="r")  # read from disk, as the notebook's token cache is
     val = nb.fixed_blocks(stream, cfg.model.seq_len, cfg.eval_batches * cfg.batch_size)
-
-    def train_run(updates, name):
-        short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, evals_per_run=1, checkpoints_per_run=1)
-        torch.manual_seed(0)
-        fresh = nb.DiffusionLM(cfg.model).to(device)
-        nb.compile_model(fresh, batch_size=cfg.batch_size, **EXECUTIONS[execution])
-        run_dir = work / name
-        with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation reports
-            return timed(
-                lambda: nb.train(fresh, short, stream, val[: cfg.batch_size], tokenizer, device, run_dir), device
-            )
-
-    few, more = loop_updates
-    train_run(few, "warm-up")  # first-call costs (the evaluation's compiled code, allocator growth) land here
-    per_update = (train_run(more, "more") - train_run(few, "few")) / (more - few)
+    per_update = loop_seconds_per_update(nb, cfg, stream, val, tokenizer, device, execution, loop_updates, work / "run")
+    nb.evaluate(model, val, tokenizer, device)  # first-call costs: compiling the evaluation's shapes
     validation = 2 * timed(lambda: nb.evaluate(model, val, tokenizer, device), device)  # raw and EMA weights
     enough = min(100, math.ceil(3 / per_update))  # updates that outlast a write of a few seconds
     stall, slower, _ = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, enough)
@@ -192,7 +205,7 @@ def time_sampling(nb, model, tokenizer, cfg, device, batch, **options):
         return nb.generate(model, tokenizer, prompts, steps, cfg.temperature, cfg.top_k, device, gen_len=gen_len,
                            **options)
 
-    for _ in range(2):  # warm-up: compiles, and (with CUDA graphs) records then replays the graphs
+    for _ in range(2):  # warm-up: compiles, and (compiled rounds on a GPU) records then replays the graphs
         sample(2)
     return timed(lambda: sample(128), device)
 
@@ -208,15 +221,16 @@ def main():
         nargs="+",
         choices=list(EXECUTIONS),
         default=list(EXECUTIONS) if device == "cuda" else ["eager"],
-        help="how the model runs, a row each: eagerly, compiled, or compiled and replayed from CUDA graphs",
+        help="how the model runs, a row each: eagerly or compiled",
     )
     parser.add_argument(
         "--loop-updates",
-        nargs=2,
         type=int,
-        default=[10, 60] if device == "cuda" else [2, 6],
-        help="lengths of the two short train() runs whose difference gives the loop's time per update",
+        default=60 if device == "cuda" else 10,
+        help="updates of the short train() run that times the loop (the first fifth are not timed)",
     )
+    parser.add_argument("--notebooks", nargs="+", type=Path, default=[NOTEBOOK],
+                        help="a row each, each with its own modes' settings (old.ipynb new.ipynb compares them)")
     args = parser.parse_args()
 
     nb = load_definitions()
@@ -225,6 +239,7 @@ def main():
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; measured matmul peak {peak / 1e12:.1f} TFLOP/s; torch {torch.__version__}")
     header = (
+        "notebook",
         "mode",
         "model",
         "params",
@@ -239,7 +254,8 @@ def main():
     )
     rows, run_rows = [], []
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
-    for mode, asked in [(mode, asked) for mode in args.modes for asked in args.execution]:
+    for path, mode, asked in [(p, m, a) for m in args.modes for a in args.execution for p in args.notebooks]:
+        nb = load_definitions(path)
         cfg = nb.get_config(mode)
         torch._dynamo.reset()  # each row compiles afresh
         model, optimizer, seconds, execution = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup, asked)
@@ -254,6 +270,7 @@ def main():
         throughput = 64 / time_sampling(nb, model, tokenizer, cfg, device, 64)
         rows.append(
             (
+                path.name,
                 mode,
                 execution,
                 f"{nb.count_parameters(model) / 1e6:.2f}M",
@@ -269,12 +286,13 @@ def main():
         )
         print_row(rows[-1])
         per_update, validation, checkpoint = time_whole_run(
-            nb, cfg, model, optimizer, tokenizer, device, asked, args.loop_updates, work / f"{mode}-{asked}"
+            nb, cfg, model, optimizer, tokenizer, device, asked, args.loop_updates, work / f"{path.stem}-{mode}-{asked}"
         )
         evaluations, checkpoints = cfg.evals_per_run + 1, cfg.checkpoints_per_run
         run_seconds = cfg.optimizer_steps * per_update + evaluations * validation + checkpoints * checkpoint
         run_rows.append(
             (
+                path.name,
                 mode,
                 execution,
                 f"{per_update * 1e3:.0f}",
@@ -291,6 +309,7 @@ def main():
     print_table(header, rows)
     print("\nWhole run, projected from the notebook's train() loop:")
     run_header = (
+        "notebook",
         "mode",
         "model",
         "loop ms/update",

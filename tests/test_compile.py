@@ -9,7 +9,7 @@ def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, shape, tokenizer, ti
     short = dataclasses.replace(cfg, micro_steps=20, warmup_steps=2, evals_per_run=2, log_every=5)
     stream, val = tiny_data(shape.seq_len)
     histories = []
-    for enabled, expected in ((False, "eager"), (True, "compiled blocks")):
+    for enabled, expected in ((False, "eager"), (True, "compiled")):
         torch.manual_seed(0)
         model = nb.DiffusionLM(shape)
         assert nb.compile_model(model, enabled, short.batch_size) == expected
@@ -46,7 +46,7 @@ def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokeniz
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compile_module(self, backend=counting))
     torch.compiler.reset()  # no compiled code left over from other tests
     model = nb.DiffusionLM(shape)
-    assert nb.compile_model(model, True, cfg.batch_size) == "compiled blocks"
+    assert nb.compile_model(model, True, cfg.batch_size) == "compiled"
     probed = len(graphs)
     assert probed > 0
     stream, _ = tiny_data(shape.seq_len)

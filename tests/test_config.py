@@ -25,15 +25,18 @@ def test_the_modes_keep_the_reference_shapes_and_optimisation(nb):
         256, 26_000, 512, 10, 8, 2048, 128
     )
     assert (full.micro_steps, full.batch_size, full.grad_accum, full.lr, full.warmup_steps) == (
-        60_000, 32, 2, 2e-4, 1_000
+        30_000, 64, 1, 2e-4, 1_000
     )
     assert full.weight_decay == quick.weight_decay == 0.1
 
 
-def test_budget_100_counts_steps_like_the_reference(nb):
+def test_budget_100_trains_on_the_references_updates_and_tokens(nb):
     full = nb.get_config("budget_100")
-    assert full.optimizer_steps == 30_000  # 60k micro-batches of 32 = 30k updates of 64
-    assert full.eval_every * full.grad_accum == 5_000  # validation every 5k micro-steps
+    assert full.optimizer_steps == 30_000  # the reference's 60k micro-batches of 32 with accumulation 2
+    assert full.micro_steps * full.batch_size == 60_000 * 32
+    assert full.eval_every == 2_500 and full.checkpoint_every == 1_000  # in updates
+    halves = nb.get_config("budget_100", {"batch_size": 32, "grad_accum": 2, "micro_steps": 60_000})
+    assert halves.optimizer_steps == full.optimizer_steps and halves.eval_every == full.eval_every
 
 
 def test_unknown_mode_lists_the_modes(nb):
