@@ -30,8 +30,8 @@ def test_loss_ignores_visible_positions(nb, model, tokenizer, cfg):
     mask_id = tokenizer.mask_token_id
     x = torch.randint(10, len(tokenizer), (4, cfg.model.seq_len))
 
-    def nan_where_visible(idx, t):
-        return model(idx, t).masked_fill((idx != mask_id)[..., None], float("nan"))
+    def nan_where_visible(idx, t, targets):  # the model's cross-entropy at every position, NaN at the visible ones
+        return model(idx, t, targets).masked_fill(idx != mask_id, float("nan"))
 
     torch.manual_seed(2)
     loss = nb.training_loss(model, x, cfg.model, mask_id)
