@@ -13,6 +13,8 @@ def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, shape, tokenizer, ti
         torch.manual_seed(0)
         model = nb.DiffusionLM(shape)
         assert nb.compile_model(model, enabled, short.batch_size) == expected
+        compiled_modules = [m._compiled_call_impl is not None for m in (*model.blocks, model.head)]
+        assert compiled_modules == [enabled] * (shape.n_layers + 1)  # every block and the output layer
         history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / expected)
         histories.append(history)
         names = set(model.state_dict())
@@ -32,7 +34,7 @@ def test_a_failing_compiler_falls_back_to_eager(nb, cfg, shape, monkeypatch, cap
     monkeypatch.setattr(torch.nn.Module, "compile", broken_compile)
     assert nb.compile_model(model, True, cfg.batch_size) == "eager"
     assert "torch.compile is not usable here (RuntimeError: no C++ compiler)" in capsys.readouterr().out
-    assert all(block._compiled_call_impl is None for block in model.blocks)
+    assert all(module._compiled_call_impl is None for module in (*model.blocks, model.head))
 
 
 def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokenizer, tiny_data, monkeypatch):
