@@ -62,6 +62,7 @@ from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 from throughput import (  # noqa: E402
     checkpoint_cost,
+    fresh_model,
     matmul_peak,
     print_row,
     print_table,
@@ -361,9 +362,7 @@ def compare_sampling(nb, cfg, tokenizer, device):
     for variant, (options, compiled) in SAMPLING_VARIANTS.items():
         torch._dynamo.reset()
         try:
-            torch.manual_seed(0)  # untrained: it seldom ends a story, so every round runs
-            model = nb.DiffusionLM(cfg.model).to(device)
-            nb.compile_model(model, batch_size=cfg.batch_size, **options)
+            model, _ = fresh_model(nb, cfg, device, **options)  # untrained: it seldom ends a story, every round runs
             one = time_sampling(nb, model, tokenizer, cfg, device, 1, compiled=compiled)
             many = time_sampling(nb, model, tokenizer, cfg, device, 64, compiled=compiled)
             sampling.append((variant, f"{one:.3f}", f"{64 / many:.1f}"))

@@ -103,10 +103,15 @@ def training_update(nb, cfg, model, optimizer, batches, mask_id):
     optimizer.zero_grad(set_to_none=True)
 
 
-def time_training(nb, cfg, tokenizer, device, steps, warmup, execution):
+def fresh_model(nb, cfg, device, **options):
+    """(the mode's model, seeded and on the device, run as compile_model's options say; how it runs)."""
     torch.manual_seed(0)
     model = nb.DiffusionLM(cfg.model).to(device)
-    execution = nb.compile_model(model, batch_size=cfg.batch_size, **EXECUTIONS[execution])
+    return model, nb.compile_model(model, batch_size=cfg.batch_size, **options)
+
+
+def time_training(nb, cfg, tokenizer, device, steps, warmup, execution):
+    model, execution = fresh_model(nb, cfg, device, **EXECUTIONS[execution])
     optimizer = nb.make_optimizer(model, cfg, device)
     batches = random_micro_batches(cfg, device)
 
@@ -162,9 +167,7 @@ def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
 def loop_seconds_per_update(nb, cfg, stream, val, tokenizer, device, execution, updates, run_dir):
     """Seconds per update of the notebook's train() loop, from the end of update updates // 5 to the end of the last."""
     short = dataclasses.replace(cfg, micro_steps=updates * cfg.grad_accum, evals_per_run=1, checkpoints_per_run=1)
-    torch.manual_seed(0)
-    model = nb.DiffusionLM(cfg.model).to(device)
-    nb.compile_model(model, batch_size=cfg.batch_size, **EXECUTIONS[execution])
+    model, _ = fresh_model(nb, cfg, device, **EXECUTIONS[execution])
     ends = []
 
     def update_ended(optimizer, args, kwargs):
@@ -233,8 +236,8 @@ def main():
                         help="a row each, each with its own modes' settings (old.ipynb new.ipynb compares them)")
     args = parser.parse_args()
 
-    nb = load_definitions()
-    tokenizer = nb.train_tokenizer(make_stories(300), 400)  # only for prompts and special-token ids
+    notebooks = {path: load_definitions(path) for path in args.notebooks}
+    tokenizer = notebooks[args.notebooks[-1]].train_tokenizer(make_stories(300), 400)  # for prompts, special ids
     peak = matmul_peak(device)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; measured matmul peak {peak / 1e12:.1f} TFLOP/s; torch {torch.__version__}")
@@ -255,7 +258,7 @@ def main():
     rows, run_rows = [], []
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
     for path, mode, asked in [(p, m, a) for m in args.modes for a in args.execution for p in args.notebooks]:
-        nb = load_definitions(path)
+        nb = notebooks[path]
         cfg = nb.get_config(mode)
         torch._dynamo.reset()  # each row compiles afresh
         model, optimizer, seconds, execution = time_training(nb, cfg, tokenizer, device, args.steps, args.warmup, asked)
