@@ -11,6 +11,8 @@
 #             GPU busy share, a profile): the model eager, compiled, its blocks alone compiled, compiled whole, and as
 #             an earlier notebook ran it; one micro-batch or two; the train() loop's and the sampler's host operations
 #             (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants compiled blocks --accumulation mode")
+#   dataprep  benchmarks/dataprep.py: the tokenizer's training and the tokenising of the stories before a run, on all
+#             the machine's cores (DATAPREP_ARGS passes it options)
 # DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
 # written under $OUT comes back), so that a call ends before the device's limit.
 # Prepare with benchmarks/gpu_prepare.sh, then, e.g.:
@@ -78,8 +80,13 @@ for part in "${@:-notebook}"; do
         timeout "$(time_left)" python3 benchmarks/overhead.py ${OVERHEAD_ARGS:-} 2>&1 | tee -a "$OUT/overhead.log" \
             || status=$?
         ;;
+    dataprep)
+        # shellcheck disable=SC2086  # DATAPREP_ARGS is a list of options
+        timeout "$(time_left)" python3 benchmarks/dataprep.py --data "$DATA" \
+            ${DATAPREP_ARGS:---threads "$(nproc)"} 2>&1 | tee "$OUT/dataprep.log" || status=$?
+        ;;
     *)
-        echo "unknown part $part: use tests, notebook, ablation, speed or overhead" >&2
+        echo "unknown part $part: use tests, notebook, ablation, speed, overhead or dataprep" >&2
         exit 2
         ;;
     esac
