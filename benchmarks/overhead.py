@@ -277,8 +277,9 @@ def compare_checkpoints(notebooks, cfg, tokenizer, device, updates):
         torch.manual_seed(0)
         model = nb.DiffusionLM(cfg.model).to(device)
         optimizer = nb.make_optimizer(model, cfg, device)
-        stall, slower, on_disk = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates)
-        rows.append((path.name, f"{stall:.2f}", f"{slower:.2f}", f"{stall + slower:.2f}", f"{on_disk:.2f}"))
+        stall, slower, on_disk, noise = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates)
+        rows.append((path.name, f"{stall:.2f}", f"{slower:.2f} (± {noise:.2f})", f"{stall + slower:.2f}",
+                     f"{on_disk:.2f}"))
         print_row(rows[-1])
     print(f"\nA training checkpoint at {cfg.mode}'s shape (micro-batch {cfg.batch_size}), in seconds:")
     print_table(("notebook", "the loop stops", f"{updates} updates after it slow down", "the loop loses",

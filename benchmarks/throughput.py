@@ -24,8 +24,9 @@ the end of an update after the first fifth (first-call costs) to the end of the 
 validations and the checkpoint at the run's end, whose time varies with the disk, stay out of it. One validation
 (raw and EMA weights, `eval_batches` batches each) is timed on its own after one untimed, and one
 training checkpoint (weights, EMA, optimizer state) by what the loop loses to it: the time it stops for the
-checkpoint, plus how much longer the updates that follow take while it is written in the background. The mode's
-whole run is then projected as
+checkpoint, plus how much longer the updates that follow take while it is written in the background than the same
+updates timed before and after it (their difference, the timing's noise, is printed beside it). The mode's whole run
+is then projected as
 
     optimizer_steps * loop per update + (evals_per_run + 1) * validation + checkpoints_per_run * checkpoint
 
@@ -141,7 +142,8 @@ def timed(function, device):
 
 def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
     """(seconds save_training_checkpoint holds the loop, seconds the `updates` updates right after it take beyond the
-    same updates with no write under way, seconds until the checkpoint is on disk)."""
+    same updates with no write under way, seconds until the checkpoint is on disk, the timing's noise). The updates with
+    no write are timed before and after, and their mean is the baseline; the two differ by the noise."""
     batches = random_micro_batches(cfg, device)
 
     def train_updates():
@@ -149,7 +151,7 @@ def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
             training_update(nb, cfg, model, optimizer, batches, tokenizer.mask_token_id)
 
     train_updates()  # warm-up, and the optimizer's state
-    alone = timed(train_updates, device)
+    before = timed(train_updates, device)
     ema = copy.deepcopy(model).requires_grad_(False)
     with tempfile.TemporaryDirectory() as work:
         run = nb.Run(Path(work), cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
@@ -161,7 +163,8 @@ def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
         if in_background:
             run.writer.wait()
         on_disk = time.perf_counter() - began if in_background else stall
-    return stall, during - alone, on_disk
+    after = timed(train_updates, device)
+    return stall, during - (before + after) / 2, on_disk, abs(after - before)
 
 
 def loop_seconds_per_update(nb, cfg, stream, val, tokenizer, device, execution, updates, run_dir):
@@ -186,7 +189,7 @@ def loop_seconds_per_update(nb, cfg, stream, val, tokenizer, device, execution, 
 
 
 def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop_updates, work):
-    """(seconds per update of train(), seconds per validation, seconds per training checkpoint)."""
+    """(seconds per update of train(), seconds per validation, seconds per training checkpoint, that figure's noise)."""
     work.mkdir(parents=True)
     tokens = np.random.default_rng(0).integers(10, cfg.model.vocab_size, size=4_000_000, dtype=np.uint16)
     np.save(work / "tokens.npy", tokens)
@@ -196,8 +199,8 @@ def time_whole_run(nb, cfg, model, optimizer, tokenizer, device, execution, loop
     nb.evaluate(model, val, tokenizer, device)  # first-call costs: compiling the evaluation's shapes
     validation = 2 * timed(lambda: nb.evaluate(model, val, tokenizer, device), device)  # raw and EMA weights
     enough = min(100, math.ceil(3 / per_update))  # updates that outlast a write of a few seconds
-    stall, slower, _ = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, enough)
-    return per_update, validation, stall + slower
+    stall, slower, _, noise = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, enough)
+    return per_update, validation, stall + slower, noise
 
 
 def time_sampling(nb, model, tokenizer, cfg, device, batch, **options):
@@ -288,7 +291,7 @@ def main():
             )
         )
         print_row(rows[-1])
-        per_update, validation, checkpoint = time_whole_run(
+        per_update, validation, checkpoint, noise = time_whole_run(
             nb, cfg, model, optimizer, tokenizer, device, asked, args.loop_updates, work / f"{path.stem}-{mode}-{asked}"
         )
         evaluations, checkpoints = cfg.evals_per_run + 1, cfg.checkpoints_per_run
@@ -301,7 +304,7 @@ def main():
                 f"{per_update * 1e3:.0f}",
                 f"{seconds / per_update:.0%}",
                 f"{evaluations} × {validation:.2f}",
-                f"{checkpoints} × {checkpoint:.2f}",
+                f"{checkpoints} × {checkpoint:.2f} (± {noise:.2f})",
                 f"{run_seconds / 60:,.1f} min" if run_seconds > 120 else f"{run_seconds:.1f} s",
                 f"{cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / run_seconds:,.0f}",
             )
