@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_defs import load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
+from throughput import print_row, print_table  # noqa: E402
 
 
 def stories_to_measure(nb, data, n):
@@ -73,20 +75,18 @@ def main():
     print(f"{os.cpu_count()} CPU cores; mode {args.mode}: vocabulary {cfg.model.vocab_size:,}, tokenizer trained on "
           f"{cfg.n_tokenizer_stories:,} stories, {cfg.n_train_stories:,} training stories; "
           f"{'local' if args.data else 'made-up'} stories")
-    print_row(("threads", "tokenizer training (stories, s)", "tokenising (stories (distinct), tokens, s)", "tokens/s",
-               f"projected for {args.mode}"))
-    print("|" + "---|" * 5)
+    header = ("threads", "tokenizer training (stories, s)", "tokenising (stories (distinct), tokens, s)", "tokens/s",
+              f"projected for {args.mode}")
+    rows = []
     for threads in args.threads:
         m = measure_in_process(args, threads)
         projected = (m["tokenizer_s"] * cfg.n_tokenizer_stories / m["trained_on"]
                      + m["tokenize_s"] * cfg.n_train_stories / m["stories"])
-        print_row((str(threads), f"{m['trained_on']:,}, {m['tokenizer_s']:.1f}",
-                   f"{m['stories']:,} ({m['distinct']:,}), {m['tokens']:,}, {m['tokenize_s']:.1f}",
-                   f"{m['tokens'] / m['tokenize_s']:,.0f}", f"{projected / 60:.1f} min"))
-
-
-def print_row(row):
-    print("| " + " | ".join(row) + " |", flush=True)
+        rows.append((str(threads), f"{m['trained_on']:,}, {m['tokenizer_s']:.1f}",
+                     f"{m['stories']:,} ({m['distinct']:,}), {m['tokens']:,}, {m['tokenize_s']:.1f}",
+                     f"{m['tokens'] / m['tokenize_s']:,.0f}", f"{projected / 60:.1f} min"))
+        print_row(rows[-1])  # each row as it comes
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

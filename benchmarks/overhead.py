@@ -274,8 +274,7 @@ def compare_checkpoints(notebooks, cfg, tokenizer, device, updates):
     rows = []
     for path in notebooks:
         nb = load_definitions(path)
-        torch.manual_seed(0)
-        model = nb.DiffusionLM(cfg.model).to(device)
+        model, _ = fresh_model(nb, cfg, device, enabled=False)
         optimizer = nb.make_optimizer(model, cfg, device)
         stall, slower, on_disk, noise = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates)
         rows.append((path.name, f"{stall:.2f}", f"{slower:.2f} (± {noise:.2f})", f"{stall + slower:.2f}",
