@@ -97,8 +97,8 @@ def test_revealed_tokens_never_change_except_to_close_an_ended_story(nb, model, 
 
 
 def test_greedy_sampling_is_deterministic(nb, model, tokenizer):
-    first, _ = run(nb, model, tokenizer, temperature=0)
-    again, _ = run(nb, model, tokenizer, temperature=0, seed=1)
+    first, _ = run(nb, model, tokenizer, temperature=0, reveal_temperature=0)
+    again, _ = run(nb, model, tokenizer, temperature=0, reveal_temperature=0, seed=1)
     assert torch.equal(first, again)
 
 
@@ -113,6 +113,23 @@ def test_draws_follow_the_probabilities(nb):
     shares = torch.bincount(draws, minlength=4) / len(draws)
     assert torch.allclose(shares, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.015)
     assert shares[3] == 0
+
+
+@pytest.mark.parametrize("reveal_temperature", [0, 1, 2])
+def test_revealed_positions_are_drawn_in_proportion_to_confidence(nb, reveal_temperature):
+    """Rows of four positions, the last one already revealed, one position to reveal per row: each hidden position
+    is picked with a probability proportional to confidence ** (1 / reveal_temperature); at 0, the most confident."""
+    n, confidence = 20_000, torch.tensor([0.6, 0.3, 0.1])
+    active = torch.tensor([True, True, True, False]).repeat(n, 1)
+    reveal = nb.choose_reveals(torch.cat([confidence, torch.ones(1)]).repeat(n, 1), active, torch.full((n, 1), 2),
+                               reveal_temperature, torch.rand(n, 4))
+    assert (reveal.sum(1) == 1).all() and not reveal[:, 3].any()
+    if reveal_temperature == 0:
+        expected = torch.tensor([1.0, 0.0, 0.0])
+    else:
+        weights = confidence ** (1 / reveal_temperature)
+        expected = weights / weights.sum()
+    assert torch.allclose(reveal[:, :3].float().mean(0), expected, atol=0.015)
 
 
 def test_picked_tokens_come_from_the_top_k_with_their_renormalised_probabilities(nb):
@@ -153,6 +170,7 @@ def test_prompt_longer_than_the_sequence_is_a_clear_error(nb, model, tokenizer):
         ({"block_size": 0}, "block_size=0: use a positive number of positions per block, or None"),
         ({"steps": 0}, "steps=0: use at least 1"),
         ({"sampler": "greedy"}, "Unknown sampler 'greedy'; choose one of"),
+        ({"reveal_temperature": -1}, "reveal_temperature=-1 is negative: use 0 to reveal the most confident"),
     ],
 )
 def test_bad_sampling_options_are_clear_errors(nb, model, tokenizer, options, message):
@@ -197,7 +215,11 @@ def test_ancestral_sampler_keeps_prompts_and_revealed_tokens_and_finishes(nb, mo
     assert remaining[0] > remaining[len(remaining) // 2] > remaining[-1] == 0
 
 
-@pytest.mark.parametrize("options", [{"temperature": 0}, {"sampler": "ancestral"}, {"temperature": 0, "block_size": 8}])
+@pytest.mark.parametrize(
+    "options",
+    [{"temperature": 0}, {"temperature": 0, "reveal_temperature": 0}, {"sampler": "ancestral"},
+     {"temperature": 0, "block_size": 8}],
+)
 def test_compiled_rounds_write_the_eager_stories(nb, model, tokenizer, options):
     eager, eager_rounds = run(nb, model, tokenizer, **options)
     compiled, compiled_rounds = run(nb, model, tokenizer, compiled=True, **options)
@@ -269,7 +291,9 @@ def test_sampler_comparison_covers_each_sampler_and_step_count(nb, model, tokeni
     rows = nb.compare_samplers(model, tokenizer, cfg, "cpu", n_samples=2)
     T = cfg.model.diffusion_steps
     assert [(r["sampler"], r["steps"]) for r in rows] == [
-        (name, steps) for name in ("confidence", "ancestral", "semi-AR (blocks of 32)") for steps in (T // 4, T // 2, T)
+        (name, steps)
+        for name in ("confidence", "most confident first", "ancestral", "semi-AR (blocks of 32)")
+        for steps in (T // 4, T // 2, T)
     ]
     table = nb.format_table(rows)
-    assert table.splitlines()[0].startswith("| sampler | steps | distinct-1 |") and len(table.splitlines()) == 11
+    assert table.splitlines()[0].startswith("| sampler | steps | distinct-1 |") and len(table.splitlines()) == 14

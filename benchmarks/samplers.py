@@ -1,0 +1,106 @@
+"""How the sampler's choice of positions shapes the stories: repetition, diversity, fluency and endings, on one model.
+
+    python benchmarks/samplers.py                          # small scale, ../shared/data/tinystories; trains once
+    python benchmarks/samplers.py --reveal-temperatures 0 1 --stories 64 --print 2
+
+Trains, with the notebook's own train(), ablate.py's small-scale diffusion model and the autoregressive baseline (the
+same network, causal) on the same tokens, once: both are saved in --work and reused by later runs with the same
+settings. Then writes stories from "Once upon a time" with the notebook's generate(), T rounds, for each
+reveal_temperature of the confidence sampler and for the ancestral sampler, and scores them with the notebook's
+sample_quality and generative_perplexity (the baseline as the judge), beside held-out stories that open the same way,
+scored by the same functions.
+"""
+
+import argparse
+import dataclasses
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablate import SHARED, base_config  # noqa: E402
+from notebook_defs import load_definitions  # noqa: E402
+from throughput import print_row, print_table  # noqa: E402
+
+HEADER = ("stories", "distinct-2", "repetition", "ended", "length (words)", "gen. perplexity")
+
+
+def trained(nb, cfg, causal, data, folder, device):
+    """The model trained on cfg's stories (causal: the baseline), from folder if an earlier run saved it there."""
+    if not (folder / "model.safetensors").exists():
+        train_stories, val_stories = nb.load_stories(data, cfg.n_train_stories, cfg.n_val_stories)
+        tokenizer = nb.cached_tokenizer(train_stories[: cfg.n_tokenizer_stories], cfg.model.vocab_size, folder.parent)
+        stream = nb.cached_token_stream(tokenizer, train_stories, folder.parent)
+        val = nb.fixed_blocks(nb.cached_token_stream(tokenizer, val_stories, folder.parent), cfg.model.seq_len,
+                              cfg.eval_batches * cfg.batch_size)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=len(tokenizer), causal=causal))
+        torch.manual_seed(cfg.seed)
+        model = nb.DiffusionLM(cfg.model).to(device)
+        history, ema = nb.train(model, cfg, stream, val, tokenizer, device, folder.parent / f"{folder.name}-run")
+        nb.save_checkpoint(folder, nb.pick_final_weights(model, ema, history), tokenizer, cfg, history, data)
+    model, tokenizer, _, _ = nb.load_checkpoint(folder, device)
+    return model, tokenizer
+
+
+def held_out(nb, tokenizer, stories, opening, seq_len, n):
+    """Rows as generate() returns them (chat prefix, story, [EOS], [PAD] after) of n held-out stories that begin with
+    opening and fit seq_len."""
+    rows = [tokenizer.encode(nb.format_story(story)) for story in stories if story.startswith(opening)]
+    rows = [row for row in rows if len(row) <= seq_len][:n]
+    tokens = torch.full((len(rows), seq_len), tokenizer.pad_token_id)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return tokens
+
+
+def scored(nb, name, tokens, tokenizer, judge, device):
+    quality = nb.sample_quality(tokenizer, tokens)
+    return (name, f"{quality['distinct-2']:.3f}", f"{quality['repetition']:.3f}", f"{quality['ended']:.0%}",
+            f"{quality['length']:.0f}", f"{nb.generative_perplexity(judge, tokenizer, tokens, device):.1f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)
+    parser.add_argument("--data", default=default_data, help="DATA_PATH: local TinyStories, validation file included")
+    parser.add_argument("--work", default="checkpoints/benchmarks/samplers", help="where the trained models are kept")
+    parser.add_argument("--micro-steps", type=int, default=4_800, help="training of both models")
+    parser.add_argument("--reveal-temperatures", type=float, nargs="+", default=[0, 0.5, 1, 2])
+    parser.add_argument("--stories", type=int, default=128, help="stories per setting")
+    parser.add_argument("--print", type=int, default=0, help="stories to print from each setting")
+    args = parser.parse_args()
+    if not args.data:
+        parser.error(f"no data: pass --data (no {SHARED} here)")
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    nb = load_definitions()
+    cfg = base_config(nb, "small", args.micro_steps)
+    work = Path(args.work) / f"small-{args.micro_steps}"
+    model, tokenizer = trained(nb, cfg, False, args.data, work / "diffusion", device)
+    judge, _ = trained(nb, cfg, True, args.data, work / "baseline", device)
+    opening, T = "Once upon a time", model.config.diffusion_steps
+    _, val_stories = nb.load_stories(args.data, 1, cfg.n_val_stories)
+    real = held_out(nb, tokenizer, val_stories, opening, model.config.seq_len, args.stories)
+    settings = {f"confidence, reveal_temperature={t:g}": {"reveal_temperature": t} for t in args.reveal_temperatures}
+    settings["ancestral"] = {"sampler": "ancestral"}
+    print(f"{len(real)} held-out stories and {args.stories} stories per setting from {opening!r}, {T} rounds, "
+          f"temperature {cfg.temperature}, top-k {cfg.top_k}; the baseline judges", flush=True)
+    rows, samples = [scored(nb, "held-out stories", real, tokenizer, judge, device)], {}
+    print_row(rows[-1])
+    for name, options in settings.items():
+        tokens, _ = nb.generate(model, tokenizer, [opening] * args.stories, T, cfg.temperature, cfg.top_k, device,
+                                torch.Generator().manual_seed(0), **options)
+        rows.append(scored(nb, name, tokens, tokenizer, judge, device))
+        print_row(rows[-1])
+        samples[name] = [nb.decode_story(tokenizer, row) for row in tokens[: args.print]]
+    print_table(HEADER, rows)
+    for name, stories in samples.items():
+        print(f"\n{name}:\n" + "\n".join(textwrap.fill(story, 120, initial_indent="- ", subsequent_indent="  ")
+                                         for story in stories))
+
+
+if __name__ == "__main__":
+    main()
