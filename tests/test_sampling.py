@@ -122,7 +122,7 @@ def test_revealed_positions_are_drawn_in_proportion_to_confidence(nb, reveal_tem
     n, confidence = 20_000, torch.tensor([0.6, 0.3, 0.1])
     active = torch.tensor([True, True, True, False]).repeat(n, 1)
     reveal = nb.choose_reveals(torch.cat([confidence, torch.ones(1)]).repeat(n, 1), active, torch.full((n, 1), 2),
-                               reveal_temperature, torch.rand(n, 4))
+                               reveal_temperature, torch.rand(n, 4, generator=torch.Generator().manual_seed(0)))
     assert (reveal.sum(1) == 1).all() and not reveal[:, 3].any()
     if reveal_temperature == 0:
         expected = torch.tensor([1.0, 0.0, 0.0])
