@@ -31,6 +31,7 @@ from recipes import VARIANTS, apply  # noqa: E402
 from throughput import print_row, print_table  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinystories"
+DEFAULT_DATA = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)  # the cased files
 SMALL = {  # a shape two CPU cores train in a few minutes; seq_len 256 holds most stories whole, so they can end
     "n_train_stories": 10_000,
     "n_val_stories": 300,
@@ -60,6 +61,16 @@ def variant(names, scale, micro_steps=None):
     return nb, apply(nb, base_config(nb, scale, micro_steps), names)
 
 
+def prepared_data(nb, cfg, data, work):
+    """(tokenizer, training tokens, validation blocks, validation stories) of cfg's stories, cached in work."""
+    train_stories, val_stories = nb.load_stories(data, cfg.n_train_stories, cfg.n_val_stories)
+    tokenizer = nb.cached_tokenizer(train_stories[: cfg.n_tokenizer_stories], cfg.model.vocab_size, work)
+    stream = nb.cached_token_stream(tokenizer, train_stories, work)
+    val = nb.fixed_blocks(nb.cached_token_stream(tokenizer, val_stories, work), cfg.model.seq_len,
+                          cfg.eval_batches * cfg.batch_size)
+    return tokenizer, stream, val, val_stories
+
+
 def sample_stories(nb, model, tokenizer, cfg, device, n):
     """n stories from "Once upon a time", as the notebook samples them, from a fixed seed."""
     generator = torch.Generator(device).manual_seed(0)
@@ -75,8 +86,7 @@ def main():
     parser.add_argument("--on", nargs="+", choices=list(VARIANTS), default=[], help="variants under every variant")
     parser.add_argument("--micro-steps", type=int, help="train longer or shorter than the scale's default")
     parser.add_argument("--samples", type=int, default=0, help="stories to print from each variant's final weights")
-    default_data = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)
-    parser.add_argument("--data", default=default_data, help="DATA_PATH: local TinyStories, validation file included")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="DATA_PATH: local TinyStories, validation file included")
     args = parser.parse_args()
     if not args.data:
         parser.error(f"no data: pass --data (no {SHARED} here)")
@@ -89,11 +99,7 @@ def main():
     rows, samples = [], {}
     for label in args.variants:
         nb, cfg = variant([*args.on, label], args.scale, args.micro_steps)
-        train_stories, val_stories = nb.load_stories(args.data, cfg.n_train_stories, cfg.n_val_stories)
-        tokenizer = nb.cached_tokenizer(train_stories[: cfg.n_tokenizer_stories], cfg.model.vocab_size, work)
-        stream = nb.cached_token_stream(tokenizer, train_stories, work)
-        val = nb.fixed_blocks(nb.cached_token_stream(tokenizer, val_stories, work), cfg.model.seq_len,
-                              cfg.eval_batches * cfg.batch_size)
+        tokenizer, stream, val, val_stories = prepared_data(nb, cfg, args.data, work)
         if not rows:
             print(f"{name}; {args.scale} scale; {cfg.micro_steps * cfg.batch_size * cfg.model.seq_len:,} training "
                   f"tokens per variant, from {len(stream):,} tokens of data; {len(val)} validation blocks of "

@@ -21,26 +21,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablate import SHARED, base_config  # noqa: E402
+from ablate import DEFAULT_DATA, SHARED, base_config, prepared_data  # noqa: E402
 from notebook_defs import load_definitions  # noqa: E402
 from throughput import print_row, print_table  # noqa: E402
 
 HEADER = ("stories", "distinct-2", "repetition", "ended", "length (words)", "gen. perplexity")
 
 
-def trained(nb, cfg, causal, data, folder, device):
-    """The model trained on cfg's stories (causal: the baseline), from folder if an earlier run saved it there."""
+def trained(nb, cfg, causal, prepared, data_source, folder, device):
+    """The model trained on prepared_data's tokens (causal: the baseline) and its tokenizer, from folder if an earlier
+    run saved them there."""
     if not (folder / "model.safetensors").exists():
-        train_stories, val_stories = nb.load_stories(data, cfg.n_train_stories, cfg.n_val_stories)
-        tokenizer = nb.cached_tokenizer(train_stories[: cfg.n_tokenizer_stories], cfg.model.vocab_size, folder.parent)
-        stream = nb.cached_token_stream(tokenizer, train_stories, folder.parent)
-        val = nb.fixed_blocks(nb.cached_token_stream(tokenizer, val_stories, folder.parent), cfg.model.seq_len,
-                              cfg.eval_batches * cfg.batch_size)
+        tokenizer, stream, val, _ = prepared
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=len(tokenizer), causal=causal))
         torch.manual_seed(cfg.seed)
         model = nb.DiffusionLM(cfg.model).to(device)
         history, ema = nb.train(model, cfg, stream, val, tokenizer, device, folder.parent / f"{folder.name}-run")
-        nb.save_checkpoint(folder, nb.pick_final_weights(model, ema, history), tokenizer, cfg, history, data)
+        nb.save_checkpoint(folder, nb.pick_final_weights(model, ema, history), tokenizer, cfg, history, data_source)
     model, tokenizer, _, _ = nb.load_checkpoint(folder, device)
     return model, tokenizer
 
@@ -64,8 +61,7 @@ def scored(nb, name, tokens, tokenizer, judge, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)
-    parser.add_argument("--data", default=default_data, help="DATA_PATH: local TinyStories, validation file included")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="DATA_PATH: local TinyStories, validation file included")
     parser.add_argument("--work", default="checkpoints/benchmarks/samplers", help="where the trained models are kept")
     parser.add_argument("--micro-steps", type=int, default=4_800, help="training of both models")
     parser.add_argument("--reveal-temperatures", type=float, nargs="+", default=[0, 0.5, 1, 2])
@@ -79,10 +75,10 @@ def main():
     nb = load_definitions()
     cfg = base_config(nb, "small", args.micro_steps)
     work = Path(args.work) / f"small-{args.micro_steps}"
-    model, tokenizer = trained(nb, cfg, False, args.data, work / "diffusion", device)
-    judge, _ = trained(nb, cfg, True, args.data, work / "baseline", device)
-    opening, T = "Once upon a time", model.config.diffusion_steps
-    _, val_stories = nb.load_stories(args.data, 1, cfg.n_val_stories)
+    prepared = prepared_data(nb, cfg, args.data, work)
+    model, tokenizer = trained(nb, cfg, False, prepared, args.data, work / "diffusion", device)
+    judge, _ = trained(nb, cfg, True, prepared, args.data, work / "baseline", device)
+    opening, T, val_stories = "Once upon a time", model.config.diffusion_steps, prepared[3]
     real = held_out(nb, tokenizer, val_stories, opening, model.config.seq_len, args.stories)
     settings = {f"confidence, reveal_temperature={t:g}": {"reveal_temperature": t} for t in args.reveal_temperatures}
     settings["ancestral"] = {"sampler": "ancestral"}
