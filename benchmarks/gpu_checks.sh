@@ -8,9 +8,10 @@
 #   speed     benchmarks/throughput.py: every mode's shape, eager and compiled, bare step, whole loop and sampler
 #             (THROUGHPUT_ARGS passes it options, e.g. "--modes budget_100 --steps 10")
 #   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
-#             GPU busy share, a profile): the model eager, compiled, its blocks alone compiled, compiled whole, and as
-#             an earlier notebook ran it; one micro-batch or two; the train() loop's and the sampler's host operations
-#             (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants compiled blocks --accumulation mode")
+#             GPU busy share, a profile): the model eager, compiled, its blocks alone compiled, compiled whole (also
+#             replayed from CUDA graphs), and as an earlier notebook ran it; one micro-batch or two; the train() loop's
+#             and the sampler's host operations (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants
+#             compiled whole-graphs --accumulation one")
 #   dataprep  benchmarks/dataprep.py: the tokenizer's training and the tokenising of the stories before a run, on all
 #             the machine's cores (DATAPREP_ARGS passes it options)
 # DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had

@@ -12,6 +12,8 @@
                        output layer: the float32 log-softmax written out, forward and backward)
      eager             the same, not compiled
      whole             the whole model compiled as one graph (longer to compile: every layer anew)
+     whole-graphs      the same, replayed from CUDA graphs (torch.compile's "reduce-overhead"): the host launches
+                       two graphs per micro-batch, the forward and the backward, instead of each of their kernels
      blocks-before     what the notebook ran before: each block compiled, the output layer and the loss at the
                        hidden positions only (a shape that depends on the mask, and a host sync to learn it)
    each at the mode's micro-batch × accumulation and as one micro-batch of the same tokens (--accumulation). Columns:
@@ -136,6 +138,11 @@ def whole_model(nb, model, batch_size):
     return notebook_loss(nb)
 
 
+def whole_model_graphs(nb, model, batch_size):
+    model.compile(fullgraph=True, mode="reduce-overhead")
+    return notebook_loss(nb)
+
+
 def blocks_only(nb, model, batch_size):
     for block in model.blocks:
         block.compile(fullgraph=True)
@@ -152,6 +159,7 @@ TRAINING_VARIANTS = {  # name -> (nb, model, micro-batch size) -> the loss funct
     "blocks": blocks_only,
     "eager": lambda nb, model, batch_size: notebook_loss(nb),
     "whole": whole_model,
+    "whole-graphs": whole_model_graphs,
     "blocks-before": blocks_before,
 }
 
