@@ -69,12 +69,12 @@ for part in "${@:-notebook}"; do
     ablation)
         timeout "$(time_left)" python3 benchmarks/ablate.py --scale quick --data "$DATA" \
             --variants ${ABLATION_VARIANTS:-reference defaults} --samples 3 2>&1 \
-            | grep -v '^training' | tee "$OUT/ablation.log" || status=$?
+            | grep -v '^.\?training' | tee "$OUT/ablation.log" || status=$?
         ;;
     speed)
         # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of options
         timeout "$(time_left)" python3 benchmarks/throughput.py ${THROUGHPUT_ARGS:-} 2>&1 \
-            | grep -v '^training' | tee "$OUT/speed.log" || status=$?
+            | grep -v '^.\?training' | tee "$OUT/speed.log" || status=$?
         ;;
     overhead)
         # shellcheck disable=SC2086  # OVERHEAD_ARGS is a list of options
