@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from train_worker import CONFIG
 
 WORKER = Path(__file__).parent / "train_worker.py"
@@ -118,6 +119,32 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_it_holds_its_own_upd
     assert state["update"] == 1 and history["train"] == []
     for index, moment in moments.items():
         assert all(torch.equal(state["optimizer"]["state"][index][key], moment[key]) for key in moment)
+
+
+def test_on_a_disk_slower_than_training_the_loop_waits_for_it_and_says_so(
+    nb, cfg, model, tokenizer, tiny_data, tmp_path, monkeypatch, capsys
+):
+    cfg = dataclasses.replace(cfg, micro_steps=60, checkpoints_per_run=12, evals_per_run=1)  # every 5 updates
+    stream, val = tiny_data(cfg.model.seq_len)
+    updates, ahead, real_save = [], [], torch.save
+
+    def slow_disk(obj, path):  # each checkpoint's optimizer state takes longer to write than 5 updates to train
+        ahead.append(len(updates) - obj["update"])  # how far training has gone past the checkpoint being written
+        time.sleep(0.3)
+        real_save(obj, path)
+
+    monkeypatch.setattr(torch, "save", slow_disk)
+    hook = register_optimizer_step_post_hook(lambda *_: updates.append(1))
+    try:
+        nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path / "run")
+    finally:
+        hook.remove()
+
+    assert len(ahead) == 12 and len(updates) == 60
+    assert max(ahead) <= 2 * cfg.checkpoint_every  # two writes queued at most: training never gets further ahead
+    assert capsys.readouterr().out.count("Training waits for the disk") == 1
+    complete = [folder.name for folder in nb.completed_checkpoints(tmp_path / "run")]
+    assert complete == ["step-00000050", "step-00000055", "step-00000060"]
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_training_and_the_earlier_one_stays(
