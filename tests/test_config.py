@@ -9,25 +9,21 @@ from notebook_defs import NOTEBOOK
 ROOT = Path(__file__).parent.parent
 
 
-def test_the_modes_keep_the_reference_shapes_and_optimisation(nb):
-    quick, full = nb.get_config("quick"), nb.get_config("budget_100")
-    assert (quick.n_train_stories, quick.n_val_stories, quick.n_tokenizer_stories) == (50_000, 2_000, 30_000)
-    q = quick.model
-    assert (q.seq_len, q.vocab_size, q.d_model, q.n_layers, q.n_heads, q.d_ff, q.diffusion_steps) == (
-        256, 8_000, 384, 6, 6, 1536, 64
-    )
-    assert (quick.micro_steps, quick.batch_size, quick.grad_accum, quick.lr, quick.warmup_steps) == (
-        2_000, 32, 1, 3e-4, 200
-    )
-    assert (full.n_train_stories, full.n_val_stories, full.n_tokenizer_stories) == (1_000_000, 10_000, 150_000)
-    f = full.model
-    assert (f.seq_len, f.vocab_size, f.d_model, f.n_layers, f.n_heads, f.d_ff, f.diffusion_steps) == (
-        256, 26_000, 512, 10, 8, 2048, 128
-    )
-    assert (full.micro_steps, full.batch_size, full.grad_accum, full.lr, full.warmup_steps) == (
-        30_000, 64, 1, 2e-4, 1_000
-    )
-    assert full.weight_decay == quick.weight_decay == 0.1
+@pytest.mark.parametrize(
+    ("mode", "stories", "shape", "optimisation"),  # shape: seq_len, vocab, d_model, layers, heads, d_ff, T
+    [
+        ("quick", (50_000, 2_000, 30_000), (256, 8_000, 384, 6, 6, 1536, 64), (2_000, 32, 1, 3e-4, 200)),
+        ("budget_100", (1_000_000, 10_000, 150_000), (256, 26_000, 512, 10, 8, 2048, 128),
+         (30_000, 64, 1, 2e-4, 1_000)),
+    ],
+)
+def test_the_modes_keep_the_reference_shapes_and_optimisation(nb, mode, stories, shape, optimisation):
+    cfg = nb.get_config(mode)
+    m = cfg.model
+    assert (cfg.n_train_stories, cfg.n_val_stories, cfg.n_tokenizer_stories) == stories
+    assert (m.seq_len, m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.d_ff, m.diffusion_steps) == shape
+    assert (cfg.micro_steps, cfg.batch_size, cfg.grad_accum, cfg.lr, cfg.warmup_steps) == optimisation
+    assert cfg.weight_decay == 0.1
 
 
 def test_budget_100_trains_on_the_references_updates_and_tokens(nb):
