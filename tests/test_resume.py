@@ -130,7 +130,7 @@ def test_on_a_disk_slower_than_training_the_loop_waits_for_it_and_says_so(
 
     def slow_disk(obj, path):  # each checkpoint's optimizer state takes longer to write than 5 updates to train
         ahead.append(len(updates) - obj["update"])  # how far training has gone past the checkpoint being written
-        time.sleep(0.3)
+        time.sleep(0.5)
         real_save(obj, path)
 
     monkeypatch.setattr(torch, "save", slow_disk)
