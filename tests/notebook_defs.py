@@ -7,6 +7,7 @@ tagged, is an error that names the cell, so a definition can never be skipped si
 """
 
 import ast
+import importlib.util
 import itertools
 import json
 import linecache
@@ -15,6 +16,7 @@ import types
 from pathlib import Path
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "Diffusion_LLM_from_Scratch_TinyStories.ipynb"
+BENCHMARKS = NOTEBOOK.parent / "benchmarks"
 DEFINITIONS = "definitions"
 
 
@@ -72,4 +74,13 @@ def load_definitions(path=NOTEBOOK):
             name = f"{path.name}, cell {cell_id}"
             linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks show the cell
             exec(compile(tree, name, "exec"), module.__dict__)
+    return module
+
+
+def load_benchmark(name):
+    """benchmarks/<name>.py as a module, for the tests of its functions (its main() is not run)."""
+    sys.path.insert(0, str(BENCHMARKS))  # the benchmarks import one another
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module

@@ -2,21 +2,15 @@
 
 import copy
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from notebook_defs import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ablate():
-    spec = importlib.util.spec_from_file_location("ablate", BENCHMARKS / "ablate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablate")
 
 
 def build(ablate, names, vocab_size=300):

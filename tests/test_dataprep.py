@@ -1,22 +1,18 @@
 """benchmarks/dataprep.py: it measures the notebook's own data preparation on the stories it says it used."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from notebook_defs import BENCHMARKS, load_benchmark
 from synthetic_stories import make_stories
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dataprep.py"
+SCRIPT = BENCHMARKS / "dataprep.py"
 
 
 @pytest.fixture(scope="module")
 def dataprep():
-    spec = importlib.util.spec_from_file_location("dataprep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dataprep")
 
 
 def test_local_stories_are_repeated_to_the_number_asked(dataprep, nb, tmp_path):

@@ -1,23 +1,14 @@
 """benchmarks/overhead.py: its variants compute the notebook's loss and update, so their timings compare like with
 like."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from notebook_defs import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def overhead():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("overhead", BENCHMARKS / "overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("overhead")
 
 
 def loss_and_gradient(model, loss_function, batch):

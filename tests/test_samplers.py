@@ -1,21 +1,13 @@
 """benchmarks/samplers.py: held-out stories are scored as the sampler's stories are, and the script runs as a user runs
 it, training its two models once."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
+from notebook_defs import BENCHMARKS, load_benchmark
 from synthetic_stories import make_stories
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "samplers.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("samplers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = BENCHMARKS / "samplers.py"
 
 
 def report(output):
@@ -26,7 +18,7 @@ def report(output):
 def test_held_out_stories_are_rows_as_the_sampler_writes_them(nb, tokenizer):
     stories = ["Once upon a time, a cat sat.", "A dog ran.", "Once upon a time " + "very " * 200 + "long.",
                "Once upon a time, a bird sang."]
-    rows = load_script().held_out(nb, tokenizer, stories, "Once upon a time", 64, 10)
+    rows = load_benchmark("samplers").held_out(nb, tokenizer, stories, "Once upon a time", 64, 10)
     assert rows.shape == (2, 64)  # the story that does not open so and the one too long for 64 tokens are left out
     assert [nb.decode_story(tokenizer, row) for row in rows] == [stories[0], stories[3]]
     quality = nb.sample_quality(tokenizer, rows)
