@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 import re
 from dataclasses import asdict
@@ -62,6 +63,34 @@ def test_install_cell_and_requirements_txt_agree(nb):
     assert [re.split("[<>=]", r)[0] for r in runners] == ["ipywidgets", "jupyterlab", "papermill"]
     for module, requirement in nb.REQUIREMENTS.items():
         assert re.split("[<>=]", requirement)[0].replace("-", "_") == module
+
+
+def test_the_floors_ci_tests_on_are_requirements_txt_floors(nb):
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements-floors.txt").read_text().splitlines()]
+    pins = dict(line.split("==") for line in lines if "==" in line)
+    assert pins == dict(requirement.split(">=") for requirement in nb.REQUIREMENTS.values())
+
+def test_the_install_cell_finds_what_is_missing_or_older_than_its_floor(nb):
+    assert nb.release("2.4.1+cu121") == (2, 4, 1) and nb.release("2.5.0a0+e000cf0ad9.nv24.10") == (2, 5, 0)
+    assert nb.release("0.4.10") > nb.release("0.4.3")  # numbers, not text
+    tqdm = importlib.metadata.version("tqdm")
+    found = nb.unmet({"numpy": "numpy>=1.0", "tqdm": "tqdm>=999", "no_such_module_here": "no_such_module_here>=1"})
+    assert found == {"tqdm": tqdm, "no_such_module_here": None}
+    assert nb.unmet(nb.REQUIREMENTS) == {}  # this environment is what requirements.txt asks for
+
+
+def test_the_install_cell_installs_what_is_unmet_and_goes_on_when_pip_cannot(nb, capsys):
+    nb.install_requirements({"numpy": "numpy>=1.0", "no_such_module_here": "no_such_module_here>=1"})
+    printed = capsys.readouterr().out
+    assert "Installing: no_such_module_here>=1" in printed and "numpy" not in printed
+    assert "pip could not install ['no_such_module_here>=1']; continuing with what is installed." in printed
+
+
+def test_an_old_torch_stops_the_install_cell_with_what_to_do(nb):
+    torch = importlib.metadata.version("torch")
+    with pytest.raises(RuntimeError, match=re.escape(f"torch {torch} is installed, and this notebook needs torch>=99. "
+                                                     "Install a build for this machine's CUDA")):
+        nb.install_requirements({"torch": "torch>=99", "no_such_module_here": "no_such_module_here>=1"})
 
 
 def test_one_cell_holds_the_settings_for_papermill():
