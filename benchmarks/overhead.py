@@ -32,8 +32,10 @@
    per round at batch 1, for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 6. A training checkpoint (weights, EMA, optimizer state) by the notebook's own save_training_checkpoint: how long
    the loop stops for it, how much longer the next --updates eager updates take than without a write under way
-   (the background write's share of the host), and when it is on disk, for each notebook given (--notebooks
-   old.ipynb new.ipynb compares two versions).
+   (the background write's share of the host), when it is on disk, and how fast a pure-Python loop runs while the
+   write is under way against before it (what the writer thread leaves of Python's lock to a loop that launches
+   kernels: near 100%, the write does not hold it), for each notebook given (--notebooks old.ipynb new.ipynb
+   compares two versions).
 """
 
 import os
@@ -44,6 +46,7 @@ os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
 import argparse
 import collections
 import contextlib
+import copy
 import dataclasses
 import inspect
 import io
@@ -278,6 +281,30 @@ def compare_loops(notebooks, cfg, tokenizer, device):
     print_table(("notebook", "operations per update", "the most frequent"), rows)
 
 
+def python_speed_while_writing(nb, cfg, tokenizer, model, optimizer, device):
+    """How fast a pure-Python loop runs while a training checkpoint is written in the background, as a share of its
+    speed just before; None for a notebook that wrote in the loop."""
+    def loops_per_second(until):
+        count, start = 0, time.perf_counter()
+        while not until():
+            count += 1
+        return count / (time.perf_counter() - start)
+
+    ema = copy.deepcopy(model).requires_grad_(False)
+    with tempfile.TemporaryDirectory() as work:
+        run = nb.Run(Path(work), cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
+                     nb.LossMeter(device))
+        if not hasattr(run, "writer"):
+            return None
+        resting = run.writer.thread.submit(time.sleep, 1)  # the same check, on a thread that takes nothing from it
+        alone = loops_per_second(resting.done)
+        nb.save_training_checkpoint(run, 1)
+        writing = run.writer.queued[-1][1]
+        during = loops_per_second(writing.done)
+        run.writer.wait()
+    return during / alone
+
+
 def compare_checkpoints(notebooks, cfg, tokenizer, device, updates):
     rows = []
     for path in notebooks:
@@ -285,12 +312,13 @@ def compare_checkpoints(notebooks, cfg, tokenizer, device, updates):
         model, _ = fresh_model(nb, cfg, device, enabled=False)
         optimizer = nb.make_optimizer(model, cfg, device)
         stall, slower, on_disk, noise = checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates)
+        python = python_speed_while_writing(nb, cfg, tokenizer, model, optimizer, device)
         rows.append((path.name, f"{stall:.2f}", f"{slower:.2f} (± {noise:.2f})", f"{stall + slower:.2f}",
-                     f"{on_disk:.2f}"))
+                     f"{on_disk:.2f}", "n/a" if python is None else f"{python:.0%}"))
         print_row(rows[-1])
     print(f"\nA training checkpoint at {cfg.mode}'s shape (micro-batch {cfg.batch_size}), in seconds:")
     print_table(("notebook", "the loop stops", f"{updates} updates after it slow down", "the loop loses",
-                 "on disk after"), rows)
+                 "on disk after", "Python's speed while it is written"), rows)
 
 
 PARTS = ("training", "loop", "sampling", "bookkeeping", "checkpoints")
