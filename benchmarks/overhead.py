@@ -33,9 +33,8 @@
 6. A training checkpoint (weights, EMA, optimizer state) by the notebook's own save_training_checkpoint: how long
    the loop stops for it, how much longer the next --updates eager updates take than without a write under way
    (the background write's share of the host), when it is on disk, and how fast a pure-Python loop runs while the
-   write is under way against before it (what the writer thread leaves of Python's lock to a loop that launches
-   kernels: near 100%, the write does not hold it), for each notebook given (--notebooks old.ipynb new.ipynb
-   compares two versions).
+   write is under way, against the same loop beside an idle thread (how much of Python's lock the writer leaves to
+   a loop that launches kernels), for each notebook given (--notebooks old.ipynb new.ipynb compares two versions).
 """
 
 import os
@@ -283,7 +282,7 @@ def compare_loops(notebooks, cfg, tokenizer, device):
 
 def python_speed_while_writing(nb, cfg, tokenizer, model, optimizer, device):
     """How fast a pure-Python loop runs while a training checkpoint is written in the background, as a share of its
-    speed just before; None for a notebook that wrote in the loop."""
+    speed beside an idle thread; None for a notebook that wrote in the loop."""
     def loops_per_second(until):
         count, start = 0, time.perf_counter()
         while not until():

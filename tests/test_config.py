@@ -65,10 +65,11 @@ def test_install_cell_and_requirements_txt_agree(nb):
         assert re.split("[<>=]", requirement)[0].replace("-", "_") == module
 
 
-def test_the_floors_ci_tests_on_are_requirements_txt_floors(nb):
+def test_the_floors_run_pins_requirements_txt_floors(nb):
     lines = [line.split("#")[0].strip() for line in (ROOT / "requirements-floors.txt").read_text().splitlines()]
     pins = dict(line.split("==") for line in lines if "==" in line)
     assert pins == dict(requirement.split(">=") for requirement in nb.REQUIREMENTS.values())
+
 
 def test_the_install_cell_finds_what_is_missing_or_older_than_its_floor(nb):
     assert nb.release("2.4.1+cu121") == (2, 4, 1) and nb.release("2.5.0a0+e000cf0ad9.nv24.10") == (2, 5, 0)
