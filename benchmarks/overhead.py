@@ -45,7 +45,6 @@ os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
 import argparse
 import collections
 import contextlib
-import copy
 import dataclasses
 import inspect
 import io
@@ -66,6 +65,7 @@ from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 from throughput import (  # noqa: E402
     checkpoint_cost,
+    checkpoint_run,
     fresh_model,
     matmul_peak,
     print_row,
@@ -289,10 +289,8 @@ def python_speed_while_writing(nb, cfg, tokenizer, model, optimizer, device):
             count += 1
         return count / (time.perf_counter() - start)
 
-    ema = copy.deepcopy(model).requires_grad_(False)
     with tempfile.TemporaryDirectory() as work:
-        run = nb.Run(Path(work), cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
-                     nb.LossMeter(device))
+        run = checkpoint_run(nb, cfg, tokenizer, model, optimizer, device, work)
         if not hasattr(run, "writer"):
             return None
         resting = run.writer.thread.submit(time.sleep, 1)  # the same check, on a thread that takes nothing from it

@@ -140,6 +140,13 @@ def timed(function, device):
     return time.perf_counter() - start
 
 
+def checkpoint_run(nb, cfg, tokenizer, model, optimizer, device, folder):
+    """A notebook Run around model and optimizer that saves its training checkpoints in folder."""
+    ema = copy.deepcopy(model).requires_grad_(False)
+    return nb.Run(Path(folder), cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
+                  nb.LossMeter(device))
+
+
 def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
     """(seconds save_training_checkpoint holds the loop, seconds the `updates` updates right after it take beyond the
     same updates with no write under way, seconds until the checkpoint is on disk, the timing's noise). The updates with
@@ -152,10 +159,8 @@ def checkpoint_cost(nb, cfg, tokenizer, model, optimizer, device, updates):
 
     train_updates()  # warm-up, and the optimizer's state
     before = timed(train_updates, device)
-    ema = copy.deepcopy(model).requires_grad_(False)
     with tempfile.TemporaryDirectory() as work:
-        run = nb.Run(Path(work), cfg, tokenizer, "benchmark", model, optimizer, ema, torch.Generator(),
-                     nb.LossMeter(device))
+        run = checkpoint_run(nb, cfg, tokenizer, model, optimizer, device, work)
         began = time.perf_counter()
         stall = timed(lambda: nb.save_training_checkpoint(run, 1), device)
         during = timed(train_updates, device)
