@@ -45,7 +45,7 @@ def test_the_parts_of_a_micro_batch_loss_add_up_to_the_whole(nb, tokenizer, shap
 def test_two_processes_compute_the_one_process_gradient(nb, tmp_path):
     out = tmp_path / "gradients.pt"
     mp.spawn(gradient_worker, args=(2, free_port(), out), nprocs=2)
-    two = torch.load(out)
+    two = torch.load(out, weights_only=True)
 
     cfg = replace(nb.get_config("smoke"), grad_accum=2)
     shape = replace(cfg.model, vocab_size=300)
