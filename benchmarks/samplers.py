@@ -1,14 +1,14 @@
 """How the sampler's choice of positions shapes the stories: repetition, diversity, fluency and endings, on one model.
 
     python benchmarks/samplers.py                          # small scale, ../shared/data/tinystories; trains once
-    python benchmarks/samplers.py --reveal-temperatures 0 1 --stories 64 --print 2
+    python benchmarks/samplers.py --reveal-temperatures 0 1 --temperatures 0.8 1 --stories 64 --print 2
 
 Trains, with the notebook's own train(), ablate.py's small-scale diffusion model and the autoregressive baseline (the
 same network, causal) on the same tokens, once: both are saved in --work and reused by later runs with the same
 settings. Then writes stories from "Once upon a time" with the notebook's generate(), T rounds, for each
-reveal_temperature of the confidence sampler and for the ancestral sampler, and scores them with the notebook's
-sample_quality and generative_perplexity (the baseline as the judge), beside held-out stories that open the same way,
-scored by the same functions.
+reveal_temperature of the confidence sampler and for the ancestral sampler, at each token temperature, and scores
+them with the notebook's sample_quality and generative_perplexity (the baseline as the judge), beside held-out stories
+that open the same way, scored by the same functions.
 """
 
 import argparse
@@ -65,6 +65,7 @@ def main():
     parser.add_argument("--work", default="checkpoints/benchmarks/samplers", help="where the trained models are kept")
     parser.add_argument("--micro-steps", type=int, default=4_800, help="training of both models")
     parser.add_argument("--reveal-temperatures", type=float, nargs="+", default=[0, 0.5, 1, 2])
+    parser.add_argument("--temperatures", type=float, nargs="+", help="the tokens' temperatures (the config's if none)")
     parser.add_argument("--stories", type=int, default=128, help="stories per setting")
     parser.add_argument("--print", type=int, default=0, help="stories to print from each setting")
     args = parser.parse_args()
@@ -80,15 +81,19 @@ def main():
     judge, _ = trained(nb, cfg, True, prepared, args.data, work / "baseline", device)
     opening, T, val_stories = "Once upon a time", model.config.diffusion_steps, prepared[3]
     real = held_out(nb, tokenizer, val_stories, opening, model.config.seq_len, args.stories)
-    settings = {f"confidence, reveal_temperature={t:g}": {"reveal_temperature": t} for t in args.reveal_temperatures}
-    settings["ancestral"] = {"sampler": "ancestral"}
+    settings = {}
+    for temperature in args.temperatures or [cfg.temperature]:
+        for reveal in args.reveal_temperatures:
+            settings[f"confidence, reveal_temperature={reveal:g}, temperature={temperature:g}"] = {
+                "temperature": temperature, "reveal_temperature": reveal}
+        settings[f"ancestral, temperature={temperature:g}"] = {"temperature": temperature, "sampler": "ancestral"}
     print(f"{len(real)} held-out stories and {args.stories} stories per setting from {opening!r}, {T} rounds, "
-          f"temperature {cfg.temperature}, top-k {cfg.top_k}; the baseline judges", flush=True)
+          f"top-k {cfg.top_k}; the baseline judges", flush=True)
     rows, samples = [scored(nb, "held-out stories", real, tokenizer, judge, device)], {}
     print_row(rows[-1])
     for name, options in settings.items():
-        tokens, _ = nb.generate(model, tokenizer, [opening] * args.stories, T, cfg.temperature, cfg.top_k, device,
-                                torch.Generator().manual_seed(0), **options)
+        tokens, _ = nb.generate(model, tokenizer, [opening] * args.stories, T, top_k=cfg.top_k, device=device,
+                                generator=torch.Generator().manual_seed(0), **options)
         rows.append(scored(nb, name, tokens, tokenizer, judge, device))
         print_row(rows[-1])
         samples[name] = [nb.decode_story(tokenizer, row) for row in tokens[: args.print]]
