@@ -31,11 +31,15 @@ def test_the_script_trains_its_models_once_and_scores_every_setting(tmp_path):
     (data / "train.txt").write_text("\n<|endoftext|>\n".join(make_stories(300)))
     (data / "valid.txt").write_text("\n<|endoftext|>\n".join(make_stories(20, seed=1)))
     command = [sys.executable, str(SCRIPT), "--data", str(data), "--work", str(tmp_path / "work"),
-               "--micro-steps", "4", "--stories", "3", "--reveal-temperatures", "0", "1"]
+               "--micro-steps", "4", "--stories", "3", "--reveal-temperatures", "0", "1", "--temperatures", "0.8", "1"]
     first = subprocess.run(command, capture_output=True, text=True, check=True)
     table = report(first.stdout).splitlines()
-    assert [line.split(" | ")[0].strip("| ") for line in table[2:6]] == [
-        "held-out stories", "confidence, reveal_temperature=0", "confidence, reveal_temperature=1", "ancestral"]
+    assert [line.split(" | ")[0].strip("| ") for line in table[2:9]] == [
+        "held-out stories",
+        "confidence, reveal_temperature=0, temperature=0.8", "confidence, reveal_temperature=1, temperature=0.8",
+        "ancestral, temperature=0.8",
+        "confidence, reveal_temperature=0, temperature=1", "confidence, reveal_temperature=1, temperature=1",
+        "ancestral, temperature=1"]
     assert "training (" in first.stderr
     again = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "training (" not in again.stderr  # both models come from the work folder
