@@ -14,7 +14,6 @@ of 32 sampled stories that end.
 
 import argparse
 import dataclasses
-import math
 import shutil
 import statistics
 import sys
@@ -79,11 +78,51 @@ def sample_stories(nb, model, tokenizer, cfg, device, n):
     return tokens
 
 
+def with_settings(cfg, values):
+    """cfg with Config or ModelConfig fields changed, e.g. {"d_model": 256, "lr": 1e-3}."""
+    model_fields = {f.name for f in dataclasses.fields(cfg.model)}
+    model = dataclasses.replace(cfg.model, **{k: v for k, v in values.items() if k in model_fields})
+    return dataclasses.replace(cfg, model=model, **{k: v for k, v in values.items() if k not in model_fields})
+
+
+def train_and_score(names, scale, data, work, device, micro_steps=None, values=None, samples=0):
+    """Train the variant `names` (with Config/ModelConfig `values` on top) and score its final weights: a dict."""
+    nb, cfg = variant(names, scale, micro_steps)
+    cfg = with_settings(cfg, values or {})
+    tokenizer, stream, val, val_stories = prepared_data(nb, cfg, data, work)
+    torch.manual_seed(cfg.seed)
+    model = nb.DiffusionLM(dataclasses.replace(cfg.model, vocab_size=len(tokenizer))).to(device)
+    nb.compile_model(model, cfg.compile and device == "cuda", cfg.batch_size)
+    start = time.perf_counter()
+    folder = work / "-".join(n.replace(" ", "_") for n in [*names, *map(str, (values or {}).values())])
+    history, ema = nb.train(model, cfg, stream, val, tokenizer, device, folder)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(folder)
+    final_weights = nb.pick_final_weights(model, ema, history)
+    final = nb.evaluate(final_weights, val, tokenizer, device)
+    ranks = nb.end_of_story_ranks(final_weights, tokenizer, val_stories[:256], device)
+    stories = sample_stories(nb, final_weights, tokenizer, cfg, device, 32)
+    return {
+        "cfg": cfg, "parameters": nb.count_parameters(model), "initial loss": history["val"][0][1], **final,
+        "eos rank": statistics.median(ranks), "ranked": len(ranks), "vocabulary": len(tokenizer),
+        "ended": nb.sample_quality(tokenizer, stories)["ended"],
+        "tokens/s": cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / seconds,
+        "samples": [nb.decode_story(tokenizer, row).replace("\n", " ") for row in stories[:samples]],
+    }
+
+
+def spread(values, digits=4):
+    """The mean, and ± half the range when there are several values."""
+    mean = statistics.mean(values)
+    return f"{mean:.{digits}f}" + (f" ± {(max(values) - min(values)) / 2:.{digits}f}" if len(values) > 1 else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["small", "quick"], default="small")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--on", nargs="+", choices=list(VARIANTS), default=[], help="variants under every variant")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1337], help="train every variant from each seed")
     parser.add_argument("--micro-steps", type=int, help="train longer or shorter than the scale's default")
     parser.add_argument("--samples", type=int, default=0, help="stories to print from each variant's final weights")
     parser.add_argument("--data", default=DEFAULT_DATA, help="DATA_PATH: local TinyStories, validation file included")
@@ -94,45 +133,35 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp(prefix="ablate-"))
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    header = ("variant", "parameters", "initial loss", "val loss", "NELBO nats/token", "perplexity bound",
+    header = ("variant", "seed", "parameters", "initial loss", "val loss", "NELBO nats/token", "NELBO bits/byte",
               "[EOS] rank at ends (median)", "stories that end", "tokens/s (incl. eval)")
-    rows, samples = [], {}
+    rows, summary, samples = [], [], {}
     for label in args.variants:
-        nb, cfg = variant([*args.on, label], args.scale, args.micro_steps)
-        tokenizer, stream, val, val_stories = prepared_data(nb, cfg, args.data, work)
-        if not rows:
-            print(f"{name}; {args.scale} scale; {cfg.micro_steps * cfg.batch_size * cfg.model.seq_len:,} training "
-                  f"tokens per variant, from {len(stream):,} tokens of data; {len(val)} validation blocks of "
-                  f"{cfg.model.seq_len}", flush=True)
-        torch.manual_seed(cfg.seed)
-        model = nb.DiffusionLM(dataclasses.replace(cfg.model, vocab_size=len(tokenizer))).to(device)
-        nb.compile_model(model, cfg.compile and device == "cuda", cfg.batch_size)
-        start = time.perf_counter()
-        history, ema = nb.train(model, cfg, stream, val, tokenizer, device, work / label.replace(" ", "_"))
-        seconds = time.perf_counter() - start
-        final_weights = nb.pick_final_weights(model, ema, history)
-        final = nb.evaluate(final_weights, val, tokenizer, device)
-        ranks = nb.end_of_story_ranks(final_weights, tokenizer, val_stories[:256], device)
-        stories = sample_stories(nb, final_weights, tokenizer, cfg, device, 32)
-        if args.samples:
-            samples[label] = [nb.decode_story(tokenizer, row).replace("\n", " ") for row in stories[: args.samples]]
-        label = " + ".join([*args.on, label])
-        rows.append((
-            label,
-            f"{nb.count_parameters(model) / 1e6:.2f}M",
-            f"{history['val'][0][1]:.3f}",
-            f"{final['loss']:.4f}",
-            f"{final['nelbo']:.4f}",
-            f"{math.exp(final['nelbo']):.1f}",
-            f"{statistics.median(ranks):.0f} of {len(tokenizer):,} ({len(ranks)} stories)",
-            f"{nb.sample_quality(tokenizer, stories)['ended']:.0%}",
-            f"{cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / seconds:,.0f}",
-        ))
-        print_row(rows[-1])
+        runs = []
+        for seed in args.seeds:
+            r = train_and_score([*args.on, label], args.scale, args.data, work, device, args.micro_steps,
+                                {"seed": seed}, args.samples)
+            if not rows:
+                cfg = r["cfg"]
+                print(f"{name}; {args.scale} scale; {cfg.micro_steps * cfg.batch_size * cfg.model.seq_len:,} "
+                      f"training tokens per run; {r['tokens']:,} validation tokens scored", flush=True)
+            runs.append(r)
+            rows.append((" + ".join([*args.on, label]), str(seed), f"{r['parameters'] / 1e6:.2f}M",
+                         f"{r['initial loss']:.3f}", f"{r['loss']:.4f}", f"{r['nelbo']:.4f}", f"{r['bpb']:.4f}",
+                         f"{r['eos rank']:.0f} of {r['vocabulary']:,} ({r['ranked']} stories)", f"{r['ended']:.0%}",
+                         f"{r['tokens/s']:,.0f}"))
+            print_row(rows[-1])
+            samples[f"{rows[-1][0]}, seed {seed}"] = r["samples"]
+        summary.append((rows[-1][0], str(len(runs)), spread([r["loss"] for r in runs]),
+                        spread([r["nelbo"] for r in runs]), spread([r["bpb"] for r in runs])))
     shutil.rmtree(work)
     print_table(header, rows)
+    if len(args.seeds) > 1:
+        print_table(("variant", "seeds", "val loss", "NELBO nats/token", "NELBO bits/byte (mean ± half-range)"),
+                    summary)
     for label, stories in samples.items():
-        print(f"\n{label}:\n" + "\n".join(f"- {story}" for story in stories))
+        if stories:
+            print(f"\n{label}:\n" + "\n".join(f"- {story}" for story in stories))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,96 @@ def sinusoidal_step(nb, cfg):
     return cfg
 
 
+def plain_blocks(nb, gated):
+    """Blocks without the step: pre-LayerNorm residual branches that start at zero, so that every block starts as the
+    identity, as adaLN-Zero's gates make it. `gated`: each branch scaled by a learned vector that starts at zero (the
+    gate adaLN-Zero computes from t, here the same for every t); else each branch's output projection starts at zero."""
+
+    class PlainBlock(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+            self.attn, self.mlp = nb.SelfAttention(config), nb.MLP(config)
+            if gated:
+                self.gate1, self.gate2 = (nn.Parameter(torch.zeros(config.d_model)) for _ in range(2))
+
+        def forward(self, x, rotary):
+            gate1, gate2 = (self.gate1, self.gate2) if gated else (1, 1)
+            x = x + gate1 * self.attn(self.ln1(x), rotary)
+            return x + gate2 * self.mlp(self.ln2(x))
+
+    return PlainBlock
+
+
+def time_agnostic(gated):
+    """The denoiser without the step t as an input (masked diffusion's optimal denoiser does not depend on it: the
+    share of tokens hidden tells as much), its blocks plain_blocks."""
+
+    def change(nb, cfg):
+        block_class = plain_blocks(nb, gated)
+
+        class TimeAgnosticLM(nb.DiffusionLM):
+            def __init__(self, config):
+                nn.Module.__init__(self)
+                self.config = config
+                self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+                self.blocks = nn.ModuleList(block_class(config) for _ in range(config.n_layers))
+                self.ln_f = nn.LayerNorm(config.d_model)
+                self.head = nb.OutputLayer(config.d_model, config.vocab_size, bias=False)
+                self.head.weight = self.tok_emb.weight
+                cos, sin = nb.rotary_tables(config.seq_len, config.d_model // config.n_heads)
+                self.register_buffer("rope_cos", cos, persistent=False)
+                self.register_buffer("rope_sin", sin, persistent=False)
+                self.apply(nb.init_weights)
+                for block in self.blocks:
+                    for proj in (block.attn.proj, block.mlp.down):
+                        if gated:
+                            nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+                        else:
+                            nn.init.zeros_(proj.weight)
+
+            def hidden_states(self, idx, t):
+                L = idx.shape[1]
+                x, rotary = self.tok_emb(idx), (self.rope_cos[:L], self.rope_sin[:L])
+                for block in self.blocks:
+                    x = block(x, rotary)
+                return self.ln_f(x)
+
+        nb.DiffusionLM = TimeAgnosticLM
+        return cfg
+
+    return change
+
+
+def diffusion_loss(per_row, antithetic):
+    """The notebook's training loss with the hidden tokens' cross-entropy averaged per row, then over rows (each block
+    weighs the same whatever its t: the ELBO's weighting), and/or the steps t of a micro-batch spread evenly over
+    1..T from one random offset (antithetic, low-discrepancy steps) instead of drawn independently."""
+
+    def change(nb, cfg):
+        notebook_loss = nb.training_loss
+
+        def training_loss(model, x, config, mask_id, rows=slice(None)):
+            if config.causal:
+                return notebook_loss(model, x, config, mask_id, rows)
+            T = config.diffusion_steps
+            if antithetic:
+                spread = (torch.rand(1, device=x.device) + torch.arange(len(x), device=x.device) / len(x)) % 1
+                t = 1 + (spread * T).long().clamp(max=T - 1)
+            else:
+                t = torch.randint(1, T + 1, (len(x),), device=x.device)
+            noisy, hidden = nb.corrupt(x, t, T, mask_id)
+            losses = torch.where(hidden[rows], nb.token_losses(model, noisy[rows], t[rows], x[rows]), 0.0)
+            if per_row:
+                return (losses.sum(1) / hidden[rows].sum(1).clamp(min=1)).sum() / len(x)
+            return losses.sum() / hidden.sum().clamp(min=1)
+
+        nb.training_loss = training_loss
+        return cfg
+
+    return change
+
+
 def settings(**values):
     """Config values, e.g. settings(seed=7)."""
     return lambda nb, cfg: dataclasses.replace(cfg, **values)
@@ -134,6 +224,11 @@ VARIANTS = {
     "lr x3": [lr_scale(3.0)],
     "lr /3": [lr_scale(1 / 3)],
     "a third of the data": [settings(n_train_stories=3_300)],  # the same tokens, seen about 3 times
+    "time-agnostic": [time_agnostic(gated=False)],
+    "time-agnostic, gated": [time_agnostic(gated=True)],
+    "per-row loss": [diffusion_loss(per_row=True, antithetic=False)],
+    "antithetic t": [diffusion_loss(per_row=False, antithetic=True)],
+    "per-row loss, antithetic t": [diffusion_loss(per_row=True, antithetic=True)],
 }
 
 

@@ -15,10 +15,21 @@ WORDS = [4, 5, 6]
 PREFIX = [BOS, 5]  # the toy chat prefix: [BOS] and one more token
 
 
+class ToyTokenizer(SimpleNamespace):
+    """Special tokens 0-3, then words whose text is 1, 2 and 3 bytes long."""
+
+    vocab = {"[PAD]": PAD, "[BOS]": BOS, "[EOS]": EOS, "[MASK]": MASK, "a": 4, "bb": 5, "ccc": 6}
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def get_vocab(self):
+        return self.vocab
+
+
 def toy_tokenizer():
-    return SimpleNamespace(
-        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, mask_token_id=MASK, encode=lambda text: PREFIX
-    )
+    return ToyTokenizer(pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, mask_token_id=MASK,
+                        all_special_ids=[PAD, BOS, EOS, MASK], encode=lambda text: PREFIX)
 
 
 def toy_model(nb, length, T):
@@ -72,6 +83,8 @@ def test_nelbo_estimate_matches_the_brute_force_bound_on_the_story_tokens(nb):
     estimate = nb.evaluate(model, torch.tensor([x0] * 40_000), toy_tokenizer(), "cpu", batch_size=8192)
     assert estimate["nelbo"] == pytest.approx(exact, rel=0.02)
     assert estimate["tokens"] == 2 * 40_000
+    # the scored tokens, 6 and 5, are 3 and 2 bytes of text: 2 tokens per 5 bytes
+    assert estimate["bpb"] == pytest.approx(estimate["nelbo"] * 2 / 5 / math.log(2), rel=1e-9)
 
 
 def test_the_chat_prefix_and_each_blocks_first_token_are_not_scored(nb):
