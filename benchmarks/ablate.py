@@ -16,21 +16,14 @@ import argparse
 import dataclasses
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import DEFAULT_DATA, SHARED, device_name, load_definitions, print_row, print_table
+from recipes import VARIANTS, apply
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_defs import load_definitions  # noqa: E402
-from recipes import VARIANTS, apply  # noqa: E402
-from throughput import print_row, print_table  # noqa: E402
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinystories"
-DEFAULT_DATA = ",".join(str(p) for p in sorted(SHARED.glob("*.txt")) if "_lower_" not in p.name)  # the cased files
 SMALL = {  # a shape two CPU cores train in a few minutes; seq_len 256 holds most stories whole, so they can end
     "n_train_stories": 10_000,
     "n_val_stories": 300,
@@ -73,8 +66,8 @@ def prepared_data(nb, cfg, data, work):
 def sample_stories(nb, model, tokenizer, cfg, device, n):
     """n stories from "Once upon a time", as the notebook samples them, from a fixed seed."""
     generator = torch.Generator(device).manual_seed(0)
-    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * n, model.config.diffusion_steps,
-                            cfg.temperature, cfg.top_k, device, generator)
+    sampling = nb.Sampling(model.config.diffusion_steps, cfg.temperature, cfg.top_k)
+    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * n, sampling, device, generator)
     return tokens
 
 
@@ -95,7 +88,7 @@ def train_and_score(names, scale, data, work, device, micro_steps=None, values=N
     nb.compile_model(model, cfg.compile and device == "cuda", cfg.batch_size)
     start = time.perf_counter()
     folder = work / "-".join(n.replace(" ", "_") for n in [*names, *map(str, (values or {}).values())])
-    history, ema = nb.train(model, cfg, stream, val, tokenizer, device, folder)
+    history, ema = nb.train_run(model, cfg, stream, val, tokenizer, folder)
     seconds = time.perf_counter() - start
     shutil.rmtree(folder)
     final_weights = nb.pick_final_weights(model, ema, history)
@@ -132,7 +125,7 @@ def main():
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp(prefix="ablate-"))
-    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(torch)
     header = ("variant", "seed", "parameters", "initial loss", "val loss", "NELBO nats/token", "NELBO bits/byte",
               "[EOS] rank at ends (median)", "stories that end", "tokens/s (incl. eval)")
     rows, summary, samples = [], [], {}

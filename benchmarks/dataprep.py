@@ -19,13 +19,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_defs import load_definitions  # noqa: E402
-from synthetic_stories import make_stories  # noqa: E402
-from throughput import print_row, print_table  # noqa: E402
+from common import load_definitions, make_stories, print_row, print_table
 
 
 def stories_to_measure(nb, data, n):

@@ -1,27 +1,19 @@
 #!/usr/bin/env bash
-# Every GPU check and measurement this project reports, in parts that fit a device call of 10 minutes:
+# Every GPU check and measurement this project reports, in parts:
 #   tests     tests/test_gpu.py: the compiled bf16 model against the fp32 CPU model, training, compiled sampling rounds
 #             replayed from CUDA graphs, the sampler's random numbers, evaluation
 #   notebook  the notebook itself, top to bottom, as a user's Run All executes it (papermill), in quick mode on the
 #             cased TinyStories text in .data; keeps the executed notebook, its log, history, loss plot and GIF
 #   ablation  the reference's recipe against the notebook's at quick scale (benchmarks/ablate.py --scale quick)
-#   speed     benchmarks/throughput.py: every mode's shape, eager and compiled, bare step, whole loop and sampler
-#             (THROUGHPUT_ARGS passes it options, e.g. "--modes budget_100 --steps 10")
-#   overhead  benchmarks/overhead.py: where an update's and a sampling round's time goes (dispatch cost per operation,
-#             GPU busy share, a profile): the model eager, compiled, its blocks alone compiled, compiled whole (also
-#             replayed from CUDA graphs), and as an earlier notebook ran it; one micro-batch or two; the train() loop's
-#             and the sampler's host operations (OVERHEAD_ARGS passes it options, e.g. "--parts training --variants
-#             compiled whole-graphs --accumulation one")
+#   speed     benchmarks/speed.py: each mode's shape, eager and compiled: the update, the sampler and the whole loop
+#             (SPEED_ARGS passes it options, e.g. "--modes budget_100 --loop-updates 60")
 #   dataprep  benchmarks/dataprep.py: the tokenizer's training and the tokenising of the stories before a run, on all
 #             the machine's cores (DATAPREP_ARGS passes it options)
-# DEADLINE_S=N stops the call's parts N seconds after it starts (a part still running is cut off, and whatever it had
-# written under $OUT comes back), so that a call ends before the device's limit.
-# Prepare with benchmarks/gpu_prepare.sh, then, e.g.:
-#   run(command="DEADLINE_S=520 benchmarks/gpu_checks.sh tests speed overhead", carry=[".whl", ".data"],
-#       timeout_s=540)
-# A session has 15 minutes of device time in all, the machine's start included: benchmarks/RESULTS.md section 1 says
-# which parts and options the next GPU run needs.
-# Everything lands in $OUT (the device tool's folder; /tmp/gpu-checks elsewhere).
+# DEADLINE_S=N stops the parts N seconds after the script starts (a part still running is cut off, and whatever it
+# had written under $OUT stays), so that the whole ends within a time limit.
+# On a machine without network or ../shared, prepare with benchmarks/gpu_prepare.sh and bring .whl and .data along:
+#   DEADLINE_S=520 benchmarks/gpu_checks.sh tests notebook speed
+# Everything lands in $OUT (/tmp/gpu-checks unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -72,14 +64,8 @@ for part in "${@:-notebook}"; do
             | grep -v '^.\?training' | tee "$OUT/ablation.log" || status=$?
         ;;
     speed)
-        # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of options
-        timeout "$(time_left)" python3 benchmarks/throughput.py ${THROUGHPUT_ARGS:-} 2>&1 \
-            | grep -v '^.\?training' | tee "$OUT/speed.log" || status=$?
-        ;;
-    overhead)
-        # shellcheck disable=SC2086  # OVERHEAD_ARGS is a list of options
-        timeout "$(time_left)" python3 benchmarks/overhead.py ${OVERHEAD_ARGS:-} 2>&1 | tee -a "$OUT/overhead.log" \
-            || status=$?
+        # shellcheck disable=SC2086  # SPEED_ARGS is a list of options
+        timeout "$(time_left)" python3 benchmarks/speed.py ${SPEED_ARGS:-} 2>&1 | tee "$OUT/speed.log" || status=$?
         ;;
     dataprep)
         # shellcheck disable=SC2086  # DATAPREP_ARGS is a list of options
@@ -87,7 +73,7 @@ for part in "${@:-notebook}"; do
             ${DATAPREP_ARGS:---threads "$(nproc)"} 2>&1 | tee "$OUT/dataprep.log" || status=$?
         ;;
     *)
-        echo "unknown part $part: use tests, notebook, ablation, speed, overhead or dataprep" >&2
+        echo "unknown part $part: use tests, notebook, ablation, speed or dataprep" >&2
         exit 2
         ;;
     esac

@@ -182,24 +182,19 @@ def diffusion_loss(per_row, antithetic):
     1..T from one random offset (antithetic, low-discrepancy steps) instead of drawn independently."""
 
     def change(nb, cfg):
-        notebook_loss = nb.training_loss
-
-        def training_loss(model, x, config, mask_id, rows=slice(None)):
-            if config.causal:
-                return notebook_loss(model, x, config, mask_id, rows)
-            T = config.diffusion_steps
+        def diffusion_loss(model, x, mask_id, T):
             if antithetic:
                 spread = (torch.rand(1, device=x.device) + torch.arange(len(x), device=x.device) / len(x)) % 1
                 t = 1 + (spread * T).long().clamp(max=T - 1)
             else:
                 t = torch.randint(1, T + 1, (len(x),), device=x.device)
             noisy, hidden = nb.corrupt(x, t, T, mask_id)
-            losses = torch.where(hidden[rows], nb.token_losses(model, noisy[rows], t[rows], x[rows]), 0.0)
+            losses = torch.where(hidden, model(noisy, t, x), 0.0)
             if per_row:
-                return (losses.sum(1) / hidden[rows].sum(1).clamp(min=1)).sum() / len(x)
+                return (losses.sum(1) / hidden.sum(1).clamp(min=1)).mean()
             return losses.sum() / hidden.sum().clamp(min=1)
 
-        nb.training_loss = training_loss
+        nb.diffusion_loss = diffusion_loss
         return cfg
 
     return change

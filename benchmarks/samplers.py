@@ -13,17 +13,12 @@ that open the same way, scored by the same functions.
 
 import argparse
 import dataclasses
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablate import DEFAULT_DATA, SHARED, base_config, prepared_data  # noqa: E402
-from notebook_defs import load_definitions  # noqa: E402
-from throughput import print_row, print_table  # noqa: E402
+from ablate import base_config, prepared_data
+from common import DEFAULT_DATA, SHARED, load_definitions, print_row, print_table
 
 HEADER = ("stories", "distinct-2", "repetition", "ended", "length (words)", "gen. perplexity")
 
@@ -36,7 +31,7 @@ def trained(nb, cfg, causal, prepared, data_source, folder, device):
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=len(tokenizer), causal=causal))
         torch.manual_seed(cfg.seed)
         model = nb.DiffusionLM(cfg.model).to(device)
-        history, ema = nb.train(model, cfg, stream, val, tokenizer, device, folder.parent / f"{folder.name}-run")
+        history, ema = nb.train_run(model, cfg, stream, val, tokenizer, folder.parent / f"{folder.name}-run")
         nb.save_checkpoint(folder, nb.pick_final_weights(model, ema, history), tokenizer, cfg, history, data_source)
     model, tokenizer, _, _ = nb.load_checkpoint(folder, device)
     return model, tokenizer
@@ -92,8 +87,8 @@ def main():
     rows, samples = [scored(nb, "held-out stories", real, tokenizer, judge, device)], {}
     print_row(rows[-1])
     for name, options in settings.items():
-        tokens, _ = nb.generate(model, tokenizer, [opening] * args.stories, T, top_k=cfg.top_k, device=device,
-                                generator=torch.Generator().manual_seed(0), **options)
+        tokens, _ = nb.generate(model, tokenizer, [opening] * args.stories, nb.Sampling(T, top_k=cfg.top_k, **options),
+                                device, torch.Generator().manual_seed(0))
         rows.append(scored(nb, name, tokens, tokenizer, judge, device))
         print_row(rows[-1])
         samples[name] = [nb.decode_story(tokenizer, row) for row in tokens[: args.print]]

@@ -1,14 +1,10 @@
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from notebook_defs import load_definitions  # noqa: E402
-from synthetic_stories import make_stories  # noqa: E402
+from notebook_defs import load_definitions
+from synthetic_stories import make_stories
 
 
 @pytest.fixture(scope="session")

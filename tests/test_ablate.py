@@ -55,9 +55,9 @@ def test_the_reference_network_trains_and_samples_with_the_notebooks_code(ablate
     shape = dataclasses.replace(cfg.model, vocab_size=len(tokenizer), seq_len=64, d_model=32, n_heads=2, n_layers=1)
     short = dataclasses.replace(cfg, model=shape, micro_steps=20, batch_size=4, evals_per_run=1)
     model = nb.DiffusionLM(shape)
-    history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+    history, _ = nb.train_run(model, short, stream, val, tokenizer, tmp_path / "run")
     assert history["val"][-1][1] < history["val"][0][1]
-    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"], 4)
+    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"], nb.Sampling(steps=4))
     assert not (tokens == tokenizer.mask_token_id).any()
 
 

@@ -16,22 +16,22 @@ def causal_model(nb, shape):
 def test_next_token_loss(nb, causal_model, tokenizer, shape):
     x = torch.randint(10, len(tokenizer), (4, shape.seq_len))
     with torch.no_grad():
-        losses = nb.next_token_losses(causal_model, x)
+        loss = nb.next_token_loss(causal_model, x)
         logits = causal_model(x[:, :-1], torch.zeros(4, dtype=torch.long))
         manual = -logits.log_softmax(-1).gather(-1, x[:, 1:, None]).squeeze(-1)
-    assert losses.shape == (4, shape.seq_len - 1)
-    assert torch.allclose(losses, manual, atol=1e-5)
-    assert nb.training_loss(causal_model, x, causal_model.config, tokenizer.mask_token_id).item() == pytest.approx(
-        losses.mean().item(), rel=1e-5
-    )
+        scored = nb.next_token_nats(causal_model, x, torch.ones_like(x, dtype=torch.bool))
+    assert loss.item() == pytest.approx(manual.mean().item(), rel=1e-5)
+    assert scored == pytest.approx(manual.sum().item(), rel=1e-5)  # every token but each row's first
 
 
 def test_generative_perplexity_scores_the_story_up_to_eos(nb, causal_model, tokenizer):
     prefix = tokenizer.encode(nb.CHAT_PREFIX)
     story = tokenizer.encode("The cat sat.") + [tokenizer.eos_token_id]
     row = prefix + story + [tokenizer.pad_token_id] * 5  # what comes after [EOS] is not scored
+    x = torch.tensor([prefix + story])
     with torch.no_grad():
-        losses = nb.next_token_losses(causal_model, torch.tensor([prefix + story]))[0, len(prefix) - 1 :]
+        logits = causal_model(x[:, :-1], torch.zeros(1, dtype=torch.long))
+        losses = -logits.log_softmax(-1).gather(-1, x[:, 1:, None])[0, len(prefix) - 1 :, 0]
     assert len(losses) == len(story)
     expected = math.exp(losses.mean().item())
     got = nb.generative_perplexity(causal_model, tokenizer, torch.tensor([row]), "cpu")
@@ -41,7 +41,7 @@ def test_generative_perplexity_scores_the_story_up_to_eos(nb, causal_model, toke
 def test_the_baseline_trains_and_is_opt_in_for_the_full_run(nb, causal_model, cfg, tokenizer, tiny_data, tmp_path):
     short = dataclasses.replace(cfg, model=causal_model.config, micro_steps=30, warmup_steps=3, evals_per_run=1)
     stream, val = tiny_data(cfg.model.seq_len)
-    history, _ = nb.train(causal_model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+    history, _ = nb.train_run(causal_model, short, stream, val, tokenizer, tmp_path / "run")
     assert history["val"][-1][1] < history["val"][0][1] - 0.5
     assert history["val"] == history["nelbo"]  # for the baseline both are its exact negative log-likelihood
     assert nb.get_config("quick").train_baseline and not nb.get_config("budget_100").train_baseline

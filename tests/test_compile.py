@@ -15,7 +15,7 @@ def test_compiled_blocks_give_the_eager_loss_curve(nb, cfg, shape, tokenizer, ti
         assert nb.compile_model(model, enabled, short.batch_size) == expected
         compiled_modules = [m._compiled_call_impl is not None for m in (*model.blocks, model.head)]
         assert compiled_modules == [enabled] * (shape.n_layers + 1)  # every block and the output layer
-        history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / expected)
+        history, _ = nb.train_run(model, short, stream, val, tokenizer, tmp_path / expected)
         histories.append(history)
         names = set(model.state_dict())
     eager, compiled = histories
@@ -54,6 +54,6 @@ def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokeniz
     stream, _ = tiny_data(shape.seq_len)
     for _ in range(3):
         x = nb.random_blocks(stream, cfg.batch_size, shape.seq_len)
-        nb.micro_batch_backward(model, x, shape, tokenizer.mask_token_id, slice(None), cfg.grad_accum)
+        nb.diffusion_loss(model, x, tokenizer.mask_token_id, shape.diffusion_steps).backward()
     assert len(graphs) == probed  # no recompilation: training runs the probe's code, at a static batch size
     torch.compiler.reset()

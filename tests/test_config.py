@@ -45,7 +45,7 @@ def test_overrides_change_the_run_and_the_model(nb):
     cfg = nb.get_config("quick", {"micro_steps": 500, "d_model": 256, "n_heads": 4, "prompts": ["A dragon"]})
     assert cfg.micro_steps == 500 and cfg.model.d_model == 256 and cfg.model.n_heads == 4
     assert cfg.prompts == ("A dragon",) and cfg.model.n_layers == 6 and cfg.lr == 3e-4
-    with pytest.raises(ValueError, match=r"OVERRIDES has settings that do not exist: \['d_modle'\].*d_model"):
+    with pytest.raises(ValueError, match=r"OVERRIDES: 'd_modle' is not a setting.*ModelConfig's \(.*d_model"):
         nb.get_config("quick", {"d_modle": 256})
 
 

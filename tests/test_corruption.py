@@ -33,16 +33,17 @@ def test_loss_ignores_visible_positions(nb, model, tokenizer, cfg):
     def nan_where_visible(idx, t, targets):  # the model's cross-entropy at every position, NaN at the visible ones
         return model(idx, t, targets).masked_fill(idx != mask_id, float("nan"))
 
+    T = cfg.model.diffusion_steps
     torch.manual_seed(2)
-    loss = nb.training_loss(model, x, cfg.model, mask_id)
+    loss = nb.diffusion_loss(model, x, mask_id, T)
     torch.manual_seed(2)
-    assert torch.isfinite(loss) and torch.equal(loss, nb.training_loss(nan_where_visible, x, cfg.model, mask_id))
+    assert torch.isfinite(loss) and torch.equal(loss, nb.diffusion_loss(nan_where_visible, x, mask_id, T))
 
 
-def test_training_loss_is_the_mean_over_hidden_tokens_at_random_steps(nb, model, tokenizer, shape):
+def test_the_diffusion_loss_is_the_mean_over_hidden_tokens_at_random_steps(nb, model, tokenizer, shape):
     x = torch.randint(10, len(tokenizer), (6, shape.seq_len))
     torch.manual_seed(5)
-    loss = nb.training_loss(model, x, shape, tokenizer.mask_token_id)
+    loss = nb.diffusion_loss(model, x, tokenizer.mask_token_id, shape.diffusion_steps)
     torch.manual_seed(5)
     t = torch.randint(1, shape.diffusion_steps + 1, (6,))
     noisy, hidden = nb.corrupt(x, t, shape.diffusion_steps, tokenizer.mask_token_id)

@@ -35,7 +35,7 @@ def trained(nb, tmp_path_factory):
     val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[500:]), shape.seq_len, 16)
     torch.manual_seed(0)
     model = nb.DiffusionLM(shape)
-    nb.train(model, cfg, stream, val, tokenizer, "cpu", tmp_path_factory.mktemp("run"))
+    nb.train_run(model, cfg, stream, val, tokenizer, tmp_path_factory.mktemp("run"))
     return model.eval(), tokenizer, stories[500:]
 
 
@@ -49,7 +49,7 @@ def test_eos_ranks_near_the_top_at_the_true_ends_of_held_out_stories(nb, trained
 
 def test_sampled_stories_end_and_nothing_follows_the_end(nb, trained):
     model, tokenizer, _ = trained
-    tokens, trajectory = nb.generate(model, tokenizer, ["Mia saw a cat"] * 16, 16,
+    tokens, trajectory = nb.generate(model, tokenizer, ["Mia saw a cat"] * 16, nb.Sampling(steps=16),
                                      generator=torch.Generator().manual_seed(0))
     quality = nb.sample_quality(tokenizer, tokens)
     assert quality["ended"] >= 0.5
@@ -63,7 +63,8 @@ def test_sampled_stories_end_and_nothing_follows_the_end(nb, trained):
 def test_the_schedule_goes_on_with_what_is_left_of_each_story(nb, trained):
     model, tokenizer, _ = trained
     steps, prompt = 8, "Tom saw a dog"
-    tokens, trajectory = nb.generate(model, tokenizer, [prompt] * 8, steps, generator=torch.Generator().manual_seed(1))
+    tokens, trajectory = nb.generate(model, tokenizer, [prompt] * 8, nb.Sampling(steps),
+                                     generator=torch.Generator().manual_seed(1))
     start = len(tokenizer.encode(nb.format_story(prompt, finished=False)))
     for i in range(len(tokens)):
         in_story = [(state[i, start:] != tokenizer.pad_token_id).sum().item() for state in trajectory]
@@ -82,7 +83,7 @@ def test_blocks_after_the_end_of_a_story_are_skipped(nb, trained):
     start = len(tokenizer.encode(nb.format_story(prompt, finished=False)))
     n_blocks = -(-(model.config.seq_len - start) // 16)
     for seed in range(10):
-        tokens, trajectory = nb.generate(model, tokenizer, [prompt], 4 * n_blocks, block_size=16,
+        tokens, trajectory = nb.generate(model, tokenizer, [prompt], nb.Sampling(4 * n_blocks, block_size=16),
                                          generator=torch.Generator().manual_seed(seed))
         story = tokens[0, start:].tolist()
         if tokenizer.eos_token_id in story and story.index(tokenizer.eos_token_id) < 16 * (n_blocks - 1):

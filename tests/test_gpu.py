@@ -31,7 +31,7 @@ def test_the_compiled_bf16_model_on_the_gpu_computes_the_cpu_loss_and_gradient(n
     stream, _ = tiny_data(shape.seq_len)
     x, t, noisy, hidden = noisy_batch(nb, shape, tokenizer, stream)
     on_cpu = model.float()
-    loss_cpu = nb.token_losses(on_cpu, noisy, t, x)[hidden].mean()
+    loss_cpu = on_cpu(noisy, t, x)[hidden].mean()
     loss_cpu.backward()
     gradient_cpu = flat_gradient(on_cpu)
 
@@ -40,7 +40,7 @@ def test_the_compiled_bf16_model_on_the_gpu_computes_the_cpu_loss_and_gradient(n
     on_gpu.load_state_dict(on_cpu.state_dict())
     assert nb.compile_model(on_gpu, True, len(x)) == "compiled"
     with nb.autocast("cuda"):
-        loss_gpu = nb.token_losses(on_gpu, noisy.cuda(), t.cuda(), x.cuda())[hidden.cuda()].mean()
+        loss_gpu = on_gpu(noisy.cuda(), t.cuda(), x.cuda())[hidden.cuda()].mean()
     loss_gpu.backward()
     gradient_gpu = flat_gradient(on_gpu).cpu()
 
@@ -58,10 +58,10 @@ def test_training_on_the_gpu_lowers_the_validation_loss_and_saves_its_weights(
     torch.manual_seed(0)
     model = nb.DiffusionLM(shape).cuda()
     assert nb.compile_model(model, True, short.batch_size) == "compiled"
-    history, _ = nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path)
+    history, _ = nb.train_run(model, short, stream, val, tokenizer, tmp_path)
     first, last = history["val"][0][1], history["val"][-1][1]
     assert last < first - 0.5, history["val"]
-    saved, *_ = nb.load_checkpoint(nb.completed_checkpoints(tmp_path)[-1])  # written in the background
+    saved, *_ = nb.load_checkpoint(nb.completed_checkpoints(tmp_path)[-1])
     assert all(torch.equal(saved.state_dict()[name], value.cpu()) for name, value in model.state_dict().items())
 
 
@@ -84,7 +84,7 @@ def test_the_training_loop_never_waits_for_the_gpu_between_validations(nb, cfg, 
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                nb.train(model, short, stream, val, tokenizer, "cuda", tmp_path / str(updates))
+                nb.train_run(model, short, stream, val, tokenizer, tmp_path / str(updates))
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(warning.message) for warning in caught)
@@ -123,9 +123,8 @@ def test_sampling_on_the_gpu_is_reproducible_with_a_generator_on_either_device(
 
     def sample(seed):
         generator = torch.Generator(generator_device).manual_seed(seed)
-        tokens, _ = nb.generate(
-            model, tokenizer, ["Once upon a time"] * 4, 8, 1.0, 20, "cuda", generator, sampler=sampler, gen_len=24
-        )
+        sampling = nb.Sampling(8, 1.0, 20, sampler=sampler, gen_len=24)
+        tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * 4, sampling, "cuda", generator)
         return tokens
 
     first = sample(0)
@@ -141,19 +140,9 @@ def test_compiled_rounds_on_the_gpu_replay_what_they_recorded(nb, model, tokeniz
     torch.compiler.reset()
 
     def sample(compiled):
-        tokens, _ = nb.generate(
-            model,
-            tokenizer,
-            ["Once upon a time"] * 4,
-            8,
-            1.0,
-            20,
-            "cuda",
-            torch.Generator("cuda").manual_seed(0),
-            sampler=sampler,
-            gen_len=24,
-            compiled=compiled,
-        )
+        sampling = nb.Sampling(8, 1.0, 20, sampler=sampler, gen_len=24, compiled=compiled)
+        tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * 4, sampling, "cuda",
+                                torch.Generator("cuda").manual_seed(0))
         return tokens
 
     eager, recorded, replayed = sample(False), sample(True), sample(True)

@@ -7,10 +7,10 @@ import torch
 PROMPTS = ["Once upon a time", "Tom went to the park with his big red ball and"]
 
 
-def run(nb, model, tokenizer, steps=8, gen_len=24, temperature=1.0, seed=0, **options):
-    generator = torch.Generator().manual_seed(seed)
-    return nb.generate(model, tokenizer, PROMPTS, steps, temperature, 20, generator=generator, gen_len=gen_len,
-                       **options)
+def run(nb, model, tokenizer, steps=8, gen_len=24, temperature=1.0, seed=0, on_step=None, **options):
+    sampling = nb.Sampling(steps, temperature, top_k=20, gen_len=gen_len, **options)
+    return nb.generate(model, tokenizer, PROMPTS, sampling, generator=torch.Generator().manual_seed(seed),
+                       on_step=on_step)
 
 
 def prompt_ids(nb, tokenizer):
@@ -30,7 +30,7 @@ def test_prompts_stay_and_nothing_is_left_hidden(nb, model, tokenizer):
 
 
 def test_the_canvas_fills_the_model_by_default(nb, model, tokenizer, shape):
-    tokens, _ = nb.generate(model, tokenizer, PROMPTS[:1], 4)
+    tokens, _ = nb.generate(model, tokenizer, PROMPTS[:1], nb.Sampling(steps=4))
     assert tokens.shape == (1, shape.seq_len)
 
 
@@ -156,9 +156,9 @@ def test_on_step_sees_every_round(nb, model, tokenizer):
 
 def test_prompt_longer_than_the_sequence_is_a_clear_error(nb, model, tokenizer):
     with pytest.raises(ValueError, match="leaves no room for 8 more in the model's seq_len=64. Shorten the prompt"):
-        nb.generate(model, tokenizer, ["word " * 80], 4, gen_len=8)
+        nb.generate(model, tokenizer, ["word " * 80], nb.Sampling(steps=4, gen_len=8))
     with pytest.raises(ValueError, match="leaves no room for any more in the model's seq_len=64"):
-        nb.generate(model, tokenizer, ["word " * 80], 4)
+        nb.generate(model, tokenizer, ["word " * 80], nb.Sampling(steps=4))
 
 
 @pytest.mark.parametrize(
@@ -174,9 +174,10 @@ def test_prompt_longer_than_the_sequence_is_a_clear_error(nb, model, tokenizer):
     ],
 )
 def test_bad_sampling_options_are_clear_errors(nb, model, tokenizer, options, message):
-    arguments = {"prompts": PROMPTS, "steps": 4, **options}
+    settings = {"steps": 4, **options}
+    prompts = settings.pop("prompts", PROMPTS)
     with pytest.raises(ValueError, match=message):
-        nb.generate(model, tokenizer, **arguments)
+        nb.generate(model, tokenizer, prompts, nb.Sampling(**settings))
 
 
 def test_decoded_story_stops_at_eos_and_shows_masks(nb, tokenizer):
@@ -238,9 +239,8 @@ def test_compiled_confidence_rounds_are_reproducible_and_finish(nb, model, token
 
 
 def test_semi_autoregressive_blocks_fill_left_to_right(nb, model, tokenizer):
-    tokens, trajectory = nb.generate(
-        model, tokenizer, PROMPTS[:1], 12, generator=torch.Generator().manual_seed(0), block_size=8, gen_len=24
-    )
+    tokens, trajectory = nb.generate(model, tokenizer, PROMPTS[:1], nb.Sampling(12, block_size=8, gen_len=24),
+                                     generator=torch.Generator().manual_seed(0))
     assert not any(ended(tokens, tokenizer))
     start = len(prompt_ids(nb, tokenizer)[0])
     assert len(trajectory) - 1 == 12  # 12 // 3 rounds for each of 3 blocks of 8
@@ -254,7 +254,8 @@ def test_semi_autoregressive_blocks_fill_left_to_right(nb, model, tokenizer):
 
 def test_infilling_fills_masks_anywhere_and_keeps_the_rest(nb, model, tokenizer):
     prompt = "Tom had a" + "[MASK]" * 3 + " and a big" + "[MASK]" * 2 + ". The end."
-    tokens, _ = nb.generate(model, tokenizer, [prompt], 5, generator=torch.Generator().manual_seed(0), gen_len=0)
+    tokens, _ = nb.generate(model, tokenizer, [prompt], nb.Sampling(steps=5, gen_len=0),
+                            generator=torch.Generator().manual_seed(0))
     template = torch.tensor(tokenizer.encode(nb.format_story(prompt, finished=False)))
     holes = template == tokenizer.mask_token_id
     assert holes.sum() == 5 and tokens.shape == (1, len(template))
@@ -288,7 +289,7 @@ def test_sample_quality_statistics(nb, tokenizer):
 
 
 def test_sampler_comparison_covers_each_sampler_and_step_count(nb, model, tokenizer, cfg):
-    rows = nb.compare_samplers(model, tokenizer, cfg, "cpu", n_samples=2)
+    rows = nb.compare_samplers(model, tokenizer, nb.Sampling(), "cpu", n_samples=2)
     T = cfg.model.diffusion_steps
     assert [(r["sampler"], r["steps"]) for r in rows] == [
         (name, steps)

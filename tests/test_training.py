@@ -26,7 +26,7 @@ def test_the_last_update_of_a_short_run_still_moves_the_weights(nb, model, token
     snapshots = []
     handle = register_optimizer_step_post_hook(lambda *_: snapshots.append(model.ln_f.weight.detach().clone()))
     try:
-        nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+        nb.train_run(model, short, stream, val, tokenizer, tmp_path / "run")
     finally:
         handle.remove()
     assert len(snapshots) == 3 and not torch.equal(snapshots[-2], snapshots[-1])
@@ -52,7 +52,7 @@ def test_training_lowers_validation_loss(nb, model, tokenizer, cfg, tiny_data, t
     stream, val = tiny_data(cfg.model.seq_len, n_val_blocks=32)
     short = dataclasses.replace(cfg, micro_steps=40, grad_accum=2, warmup_steps=4, evals_per_run=2, log_every=5)
     torch.manual_seed(0)
-    history, _ = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+    history, _ = nb.train_run(model, short, stream, val, tokenizer, tmp_path / "run")
     steps = [step for step, _ in history["val"]]
     assert steps == [0, 20, 40]  # reported in micro-steps: 20 updates of 2 micro-batches
     assert [step for step, _ in history["train"]] == list(range(10, 41, 10))
@@ -68,7 +68,7 @@ def test_ema_tracks_an_exponential_average_of_the_weights(nb, model, tokenizer, 
     snapshots = [model.ln_f.weight.detach().clone()]  # the average starts from the initial weights
     handle = register_optimizer_step_post_hook(lambda *_: snapshots.append(model.ln_f.weight.detach().clone()))
     try:
-        _, ema = nb.train(model, short, stream, val, tokenizer, "cpu", tmp_path / "run")
+        _, ema = nb.train_run(model, short, stream, val, tokenizer, tmp_path / "run")
     finally:
         handle.remove()
     expected = snapshots[0]

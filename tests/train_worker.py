@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import save_model
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the project's root
 from notebook_defs import load_definitions  # noqa: E402
 from synthetic_stories import make_stories  # noqa: E402
 
@@ -53,21 +54,21 @@ def leave_without_teardown():
 
 
 def gradient_worker(rank, world, port, out):
-    """One of `world` gloo processes: the gradient of one micro-batch through data_parallel; rank 0 saves it."""
+    """One of `world` gloo processes: one micro-batch's gradient through Run.data_parallel, on the rows this process
+    draws; every process saves its rows and the gradient it ends with."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     nb = load_definitions()
-    cfg = dataclasses.replace(nb.get_config("smoke"), grad_accum=2)
+    cfg = nb.get_config("smoke")
     shape = dataclasses.replace(cfg.model, vocab_size=300)
     torch.manual_seed(0)
     model = nb.DiffusionLM(shape)
-    trained, rows = nb.data_parallel(model, cfg, "cpu")
-    x = torch.randint(10, 300, (cfg.batch_size, shape.seq_len), generator=torch.Generator().manual_seed(1))
-    parts = [nb.micro_batch_backward(trained, x, shape, 4, rows, cfg.grad_accum, sync=s) for s in (0, 1)]
-    loss = nb.reduced(sum(parts))  # a collective: every process takes part
-    if rank == 0:
-        torch.save({"loss": loss, **{n: p.grad for n, p in model.named_parameters()}}, out)
+    run = nb.Run(out.parent, cfg, None, None, "cpu")
+    net = run.data_parallel(model)
+    x = nb.random_blocks(torch.arange(10, 300).repeat(20).numpy(), run.rows, shape.seq_len, run.data_rng)
+    nb.diffusion_loss(net, x, 4, shape.diffusion_steps).backward()
+    torch.save({"x": x, **{n: p.grad for n, p in model.named_parameters()}}, out.with_suffix(f".{rank}.pt"))
     leave_without_teardown()
 
 
@@ -91,8 +92,9 @@ def main():
     model = nb.DiffusionLM(dataclasses.replace(cfg.model, vocab_size=len(tokenizer)))
     if args.crash_on_second_checkpoint:
         torch.save = crash_during_second_save(torch.save)
-    nb.train(model, cfg, stream, val, tokenizer, "cpu", args.workdir / args.folder, "synthetic")
-    if dist.is_initialized():
+    nb.train_run(model, cfg, stream, val, tokenizer, args.workdir / args.folder, "synthetic")
+    if dist.is_initialized():  # every process's weights, to show that they stayed the same
+        save_model(model, str(args.workdir / args.folder / f"rank-{dist.get_rank()}.safetensors"))
         sys.stdout.flush()
         leave_without_teardown()
 

@@ -15,7 +15,7 @@ import sys
 import types
 from pathlib import Path
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "Diffusion_LLM_from_Scratch_TinyStories.ipynb"
+NOTEBOOK = Path(__file__).resolve().parent / "Diffusion_LLM_from_Scratch_TinyStories.ipynb"
 BENCHMARKS = NOTEBOOK.parent / "benchmarks"
 DEFINITIONS = "definitions"
 
@@ -79,7 +79,7 @@ def load_definitions(path=NOTEBOOK):
 
 def load_benchmark(name):
     """benchmarks/<name>.py as a module, for the tests of its functions (its main() is not run)."""
-    sys.path.insert(0, str(BENCHMARKS))  # the benchmarks import one another
+    sys.path.insert(0, str(BENCHMARKS))  # the benchmarks import their common module
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
