@@ -78,8 +78,9 @@ def with_settings(cfg, values):
     return dataclasses.replace(cfg, model=model, **{k: v for k, v in values.items() if k not in model_fields})
 
 
-def train_and_score(names, scale, data, work, device, micro_steps=None, values=None, samples=0):
-    """Train the variant `names` (with Config/ModelConfig `values` on top) and score its final weights: a dict."""
+def train_and_score(names, scale, data, work, device, micro_steps=None, values=None, samples=0, score_stories=True):
+    """Train the variant `names` (with Config/ModelConfig `values` on top) and score its final weights: a dict (with
+    `score_stories`, also where stories end, and samples)."""
     nb, cfg = variant(names, scale, micro_steps)
     cfg = with_settings(cfg, values or {})
     tokenizer, stream, val, val_stories = prepared_data(nb, cfg, data, work)
@@ -93,15 +94,15 @@ def train_and_score(names, scale, data, work, device, micro_steps=None, values=N
     shutil.rmtree(folder)
     final_weights = nb.pick_final_weights(model, ema, history)
     final = nb.evaluate(final_weights, val, tokenizer, device)
+    scored = {"cfg": cfg, "parameters": nb.count_parameters(model), "initial loss": history["val"][0][1], **final,
+              "vocabulary": len(tokenizer), "tokens/s": cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / seconds}
+    if not score_stories:
+        return scored
     ranks = nb.end_of_story_ranks(final_weights, tokenizer, val_stories[:256], device)
     stories = sample_stories(nb, final_weights, tokenizer, cfg, device, 32)
-    return {
-        "cfg": cfg, "parameters": nb.count_parameters(model), "initial loss": history["val"][0][1], **final,
-        "eos rank": statistics.median(ranks), "ranked": len(ranks), "vocabulary": len(tokenizer),
-        "ended": nb.sample_quality(tokenizer, stories)["ended"],
-        "tokens/s": cfg.micro_steps * cfg.batch_size * cfg.model.seq_len / seconds,
-        "samples": [nb.decode_story(tokenizer, row).replace("\n", " ") for row in stories[:samples]],
-    }
+    return {**scored, "eos rank": statistics.median(ranks), "ranked": len(ranks),
+            "ended": (stories == tokenizer.eos_token_id).any(1).float().mean().item(),
+            "samples": [nb.decode_story(tokenizer, row).replace("\n", " ") for row in stories[:samples]]}
 
 
 def spread(values, digits=4):

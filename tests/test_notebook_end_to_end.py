@@ -10,6 +10,7 @@ import sys
 
 import imageio.v3 as iio
 import pytest
+
 from notebook_defs import NOTEBOOK
 from synthetic_stories import write_data_folder
 
@@ -63,7 +64,7 @@ def check_outputs(workdir, printed, executed):
     assert "The untrained model writes noise" in printed and "t =  16 of 16 (100% hidden)" in printed
     assert (workdir / "checkpoints" / "baseline" / "model.safetensors").is_file()
     assert "| autoregressive |" in printed and "| masked diffusion |" in printed
-    assert "gen. perplexity" in printed and "| ancestral | 16 |" in printed
+    assert "judge / held-out" in printed and "| ancestral | 16 |" in printed
     outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
     assert any("image/gif" in o.get("data", {}) for o in outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)

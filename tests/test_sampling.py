@@ -147,6 +147,45 @@ def test_picked_tokens_come_from_the_top_k_with_their_renormalised_probabilities
     assert (greedy == 0).all() and torch.allclose(sure, logits[0, 0].softmax(-1)[0])
 
 
+class FixedDenoiser(torch.nn.Module):
+    """A stand-in model that predicts the same distributions, probs (length, vocabulary), whatever it reads."""
+
+    def __init__(self, config, probs):
+        super().__init__()
+        self.config, self.log_probs = config, probs.log()
+
+    def forward(self, idx, t):
+        return self.log_probs.expand(len(idx), -1, -1)
+
+
+@pytest.mark.parametrize("reveal_temperature", [0.5, 1])
+@pytest.mark.parametrize("confidence", ["likeliest", "margin"])
+def test_where_the_sampler_reveals_does_not_depend_on_what_it_drew(nb, tokenizer, shape, reveal_temperature,
+                                                                  confidence):
+    """Two hidden positions, one to reveal: the first is revealed with a probability proportional to its confidence
+    ** (1 / reveal_temperature), its likeliest token's probability (0.6 against 0.4) or the margin between its two
+    likeliest (0.2 against 0.1), and the token revealed there follows the model's own distribution, not one skewed
+    towards the tokens it is surer of."""
+    n, word = 40_000, tokenizer.encode("the")[0]
+    a, b, c, d, e = range(20, 25)
+    probs = torch.full((4, len(tokenizer)), 1e-12)
+    probs[2, [a, b]], probs[3, [c, d, e]] = torch.tensor([0.6, 0.4]), torch.tensor([0.3, 0.3, 0.4])
+    model = FixedDenoiser(shape, probs / probs.sum(-1, keepdim=True))
+    x = torch.tensor([word, word, tokenizer.mask_token_id, tokenizer.mask_token_id]).repeat(n, 1)
+    canvas = nb.Canvas(x, x == tokenizer.mask_token_id, torch.zeros_like(x, dtype=torch.bool))
+    sampling = nb.Sampling(2, temperature=1.0, top_k=0, reveal_temperature=reveal_temperature, confidence=confidence)
+    torch.manual_seed(0)
+    noise = nb.round_noise(x.shape, sampling, len(tokenizer), None, "cpu")
+    out = nb.sampling_round(model, canvas, nb.sampler_ids(tokenizer, torch.device("cpu")),
+                            (torch.tensor(1), torch.tensor(2)), noise, sampling)
+    first = out[:, 2] != tokenizer.mask_token_id
+    assert (first ^ (out[:, 3] != tokenizer.mask_token_id)).all()  # exactly one of the two revealed
+    weights = torch.tensor([0.6, 0.4] if confidence == "likeliest" else [0.2, 0.1]) ** (1 / reveal_temperature)
+    assert first.float().mean().item() == pytest.approx((weights[0] / weights.sum()).item(), abs=0.01)
+    assert (out[first, 2] == a).float().mean().item() == pytest.approx(0.6, abs=0.01)
+    assert (out[~first, 3] == e).float().mean().item() == pytest.approx(0.4, abs=0.01)
+
+
 def test_on_step_sees_every_round(nb, model, tokenizer):
     seen = []
     tokens, trajectory = run(nb, model, tokenizer, steps=6, on_step=lambda x: seen.append(x.clone()))
@@ -272,29 +311,56 @@ def test_a_space_before_the_hidden_words_goes_with_them(nb, tokenizer):
     assert typed.tolist()[0].count(lone_space) == tokenizer.encode(nb.CHAT_PREFIX).count(lone_space)
 
 
-def test_sample_quality_statistics(nb, tokenizer):
-    prefix = tokenizer.encode(nb.CHAT_PREFIX)
-    eos = tokenizer.eos_token_id
-    looping = prefix + tokenizer.encode("the dog ran the dog ran") + [eos]
-    unfinished = prefix + tokenizer.encode("a cat sat")
-    width = max(len(looping), len(unfinished))
-    rows = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in (looping, unfinished)]
-    report = nb.sample_quality(tokenizer, torch.tensor(rows))
-    # words: the dog ran the dog ran | a cat sat
-    assert report["distinct-1"] == pytest.approx(6 / 9)
-    assert report["distinct-2"] == pytest.approx(5 / 7)  # the-dog, dog-ran, ran-the, a-cat, cat-sat
-    assert report["distinct-3"] == pytest.approx(4 / 5)
-    assert report["repetition"] == pytest.approx((1 / 4 + 0) / 2)  # "the dog ran" comes back once
-    assert report["ended"] == 0.5 and report["length"] == 4.5
+def rows_of(nb, tokenizer, stories, ended=True):
+    return nb.story_rows(tokenizer, stories, 200) if ended else torch.tensor(
+        [tokenizer.encode(nb.CHAT_PREFIX + story) for story in stories])
 
 
-def test_sampler_comparison_covers_each_sampler_and_step_count(nb, model, tokenizer, cfg):
-    rows = nb.compare_samplers(model, tokenizer, nb.Sampling(), "cpu", n_samples=2)
+def test_repetition_distinct_pairs_length_and_endings_of_hand_made_stories(nb, tokenizer):
+    looping, unfinished = "the dog ran the dog ran", "a cat sat"
+    measures = nb.story_measures(tokenizer, rows_of(nb, tokenizer, [looping]), [["a"]], set())
+    assert measures["repetition"] == pytest.approx(1 / 4)  # of the/dog/ran, dog/ran/the, ran/the/dog, the/dog/ran
+    assert measures["distinct-2"] == pytest.approx(3 / 5) and measures["length"] == 6 and measures["ended"] == 1
+    assert nb.story_measures(tokenizer, rows_of(nb, tokenizer, [unfinished], ended=False), [["a"]], set())["ended"] == 0
+
+
+def test_n_gram_divergence_is_zero_for_the_same_text_and_one_for_text_that_shares_nothing(nb):
+    stories = [["a", "b", "c", "d", "e"], ["a", "c", "e"]]
+    assert nb.ngram_divergence(stories, stories) == 0
+    assert nb.ngram_divergence(stories, [["v", "w", "x", "y", "z"]]) == pytest.approx(1)
+
+
+def test_loops_score_worse_than_varied_stories_against_real_ones(nb, tokenizer, stories):
+    """Held-out stories against the first 40: others from the same source diverge less, and repeat less, than
+    stories that loop on one sentence of theirs."""
+    reference = [story.split() for story in stories[:40]]
+    varied = stories[40:80]
+    looping = [" ".join([story.split(".")[0] + "."] * 6) for story in stories[40:80]]
+    varied, looping = (nb.story_measures(tokenizer, rows_of(nb, tokenizer, batch), reference, set())
+                       for batch in (varied, looping))
+    assert looping["divergence"] > varied["divergence"] + 0.1
+    assert looping["repetition"] > 0.5 > 0.2 > varied["repetition"]
+
+
+def test_copies_of_training_text_are_flagged(nb, tokenizer, stories):
+    training, copies = stories[:100], stories[:5]
+    new = ["Zed the zebra sang to the moon and the moon sang back to the small striped zebra all night long."]
+    samples = rows_of(nb, tokenizer, copies + new)
+    eights = {g for row in samples for g in nb.ngrams(nb.decode_story(tokenizer, row).split(), 8)}
+    copied = nb.grams_in_text(eights, training)
+    assert nb.story_measures(tokenizer, rows_of(nb, tokenizer, copies), [["a"]], copied)["copied 8-grams"] == 1
+    assert nb.story_measures(tokenizer, rows_of(nb, tokenizer, new), [["a"]], copied)["copied 8-grams"] == 0
+
+
+def test_the_sampler_comparison_measures_every_sampler_against_held_out_stories(nb, model, tokenizer, cfg, stories):
     T = cfg.model.diffusion_steps
-    assert [(r["sampler"], r["steps"]) for r in rows] == [
+    rows = nb.compare_samplers(model, tokenizer, nb.sampler_settings(nb.Sampling(), T), 2, stories[:8], stories[8:60],
+                               "cpu")
+    assert [(r["stories"], r["rounds"]) for r in rows] == [("held-out stories", None)] + [
         (name, steps)
         for name in ("confidence", "most confident first", "ancestral", "semi-AR (blocks of 32)")
         for steps in (T // 4, T // 2, T)
     ]
-    table = nb.format_table(rows)
-    assert table.splitlines()[0].startswith("| sampler | steps | distinct-1 |") and len(table.splitlines()) == 14
+    assert rows[0]["excess divergence"] == 0 and all(r["excess divergence"] > 0 for r in rows[1:])  # untrained
+    table = nb.format_table(rows).splitlines()
+    assert table[0].startswith("| stories | rounds | excess divergence |") and len(table) == 15
