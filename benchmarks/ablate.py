@@ -3,7 +3,7 @@
     python benchmarks/ablate.py                                   # small scale (CPU-sized), ../shared/data/tinystories
     python benchmarks/ablate.py --scale quick                     # the notebook's quick mode, for a GPU
     python benchmarks/ablate.py --variants reference defaults --samples 3
-    python benchmarks/ablate.py --on "another seed" --variants defaults "sinusoidal step"
+    python benchmarks/ablate.py --variants defaults "adaLN-Zero step" --seeds 1337 7
 
 Every variant is a list of changes from benchmarks/recipes.py, applied to a fresh copy of the notebook's definitions:
 `defaults` is the notebook as it is, `reference` the reference notebook's recipe. Each is trained by the notebook's

@@ -1,7 +1,7 @@
 """Recipes other than the notebook's, for benchmarks/ablate.py.
 
 A recipe change is a function `change(nb, cfg) -> cfg`: it receives a fresh copy of the notebook's definitions
-(tests/notebook_defs.load_definitions()) and the run's Config, may replace some of those definitions, and returns the
+(notebook_defs.load_definitions()) and the run's Config, may replace some of those definitions, and returns the
 Config to train with. The notebook's own train(), evaluate() and generate() then run the changed recipe as they run
 the notebook's, so every variant is trained, scored and sampled by the same code.
 """
@@ -12,6 +12,16 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def step_of(idx, T):
+    """The step t whose mask rate t/T matches the share of each row hidden, ceil(T · share), at least 1: what a model
+    that takes t is told, now that the notebook's denoiser takes none."""
+    hidden = (idx == MASK_ID).sum(1)
+    return ((T * hidden + idx.shape[1] - 1) // idx.shape[1]).clamp(min=1)
+
+
+MASK_ID = 4  # [MASK]'s id: the fifth of the notebook's special tokens, which every tokenizer of it numbers first
 
 
 def reference_network(embedding_std):
@@ -34,7 +44,7 @@ def reference_model_class(nb, embedding_std, dropout):
             self.attn, self.mlp = nb.SelfAttention(config), nb.MLP(config)
             self.drop = nn.Dropout(dropout)
 
-        def forward(self, x, rotary, step):
+        def forward(self, x, rotary):
             x = x + self.drop(self.attn(self.ln1(x), rotary))
             return x + self.drop(self.mlp(self.ln2(x)))
 
@@ -60,12 +70,12 @@ def reference_model_class(nb, embedding_std, dropout):
                     nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
             nn.init.normal_(self.tok_emb.weight, std=embedding_std)
 
-        def hidden_states(self, idx, t):
-            L = idx.shape[1]
+        def hidden_states(self, idx):
+            L, t = idx.shape[1], step_of(idx, self.config.diffusion_steps)
             x = self.tok_emb(idx) + self.pos_emb(torch.arange(L, device=idx.device)) + self.step_emb(t)[:, None]
             x, rotary = self.drop(x), (self.rope_cos[:L], self.rope_sin[:L])
             for block in self.blocks:
-                x = block(x, rotary, None)
+                x = block(x, rotary)
             return self.ln_f(x)
 
     return ReferenceLM
@@ -95,85 +105,66 @@ def dropout(p):
     return change
 
 
-def sinusoidal_step(nb, cfg):
-    """The step as DiT and MDLM feed it: sinusoidal features of t/T through a two-layer MLP, instead of a table."""
+def adaln_zero(nb, cfg):
+    """The step as DiT feeds it (adaLN-Zero): an embedding of t sets a scale and a shift for each LayerNorm and a gate
+    for each residual branch, all zero at first; t is the step whose mask rate matches the share of the input hidden."""
+    step_dim = 32
 
-    class SinusoidalStepEmbedding(nn.Module):
-        def __init__(self, config, n_frequencies=64):
-            super().__init__()
-            self.diffusion_steps = config.diffusion_steps
-            frequencies = torch.exp(-math.log(10_000) * torch.arange(n_frequencies) / n_frequencies)
-            self.register_buffer("frequencies", frequencies, persistent=False)
-            width = nb.STEP_DIM
-            self.mlp = nn.Sequential(nn.Linear(2 * n_frequencies, width), nn.SiLU(), nn.Linear(width, width))
-
-        def forward(self, t):
-            angles = (1000 * t.float() / self.diffusion_steps)[:, None] * self.frequencies
-            return F.silu(self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1)))
-
-    nb.StepEmbedding = SinusoidalStepEmbedding
-    return cfg
-
-
-def plain_blocks(nb, gated):
-    """Blocks without the step: pre-LayerNorm residual branches that start at zero, so that every block starts as the
-    identity, as adaLN-Zero's gates make it. `gated`: each branch scaled by a learned vector that starts at zero (the
-    gate adaLN-Zero computes from t, here the same for every t); else each branch's output projection starts at zero."""
-
-    class PlainBlock(nn.Module):
+    class ModulatedBlock(nn.Module):
         def __init__(self, config):
             super().__init__()
             self.ln1, self.ln2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
             self.attn, self.mlp = nb.SelfAttention(config), nb.MLP(config)
-            if gated:
-                self.gate1, self.gate2 = (nn.Parameter(torch.zeros(config.d_model)) for _ in range(2))
+            self.modulation = nn.Linear(step_dim, 6 * config.d_model)  # zeroed by the model, after init_weights
+
+        def forward(self, x, rotary, step):
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(step)[:, None].chunk(6, dim=-1)
+            x = x + gate1 * self.attn(self.ln1(x) * (1 + scale1) + shift1, rotary)
+            return x + gate2 * self.mlp(self.ln2(x) * (1 + scale2) + shift2)
+
+    class StepConditionedLM(nb.DiffusionLM):
+        def __init__(self, config):
+            super().__init__(config)  # with ModulatedBlock as its Block
+            self.step_emb = nn.Embedding(config.diffusion_steps + 1, step_dim)
+            nn.init.normal_(self.step_emb.weight, std=0.02)
+            for block in self.blocks:
+                nn.init.zeros_(block.modulation.weight)
+
+        def hidden_states(self, idx):
+            L = idx.shape[1]
+            x, rotary = self.tok_emb(idx), (self.rope_cos[:L], self.rope_sin[:L])
+            step = F.silu(self.step_emb(step_of(idx, self.config.diffusion_steps)))
+            for block in self.blocks:
+                x = block(x, rotary, step)
+            return self.ln_f(x)
+
+    nb.Block, nb.DiffusionLM = ModulatedBlock, StepConditionedLM
+    return cfg
+
+
+def zero_projections(nb, cfg):
+    """No gates: each residual branch's output projection starts at zero instead, so that blocks start as the identity
+    all the same."""
+
+    class UngatedBlock(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+            self.attn, self.mlp = nb.SelfAttention(config), nb.MLP(config)
 
         def forward(self, x, rotary):
-            gate1, gate2 = (self.gate1, self.gate2) if gated else (1, 1)
-            x = x + gate1 * self.attn(self.ln1(x), rotary)
-            return x + gate2 * self.mlp(self.ln2(x))
+            x = x + self.attn(self.ln1(x), rotary)
+            return x + self.mlp(self.ln2(x))
 
-    return PlainBlock
+    class ZeroProjectionsLM(nb.DiffusionLM):
+        def __init__(self, config):
+            super().__init__(config)  # with UngatedBlock as its Block
+            for block in self.blocks:
+                nn.init.zeros_(block.attn.proj.weight)
+                nn.init.zeros_(block.mlp.down.weight)
 
-
-def time_agnostic(gated):
-    """The denoiser without the step t as an input (masked diffusion's optimal denoiser does not depend on it: the
-    share of tokens hidden tells as much), its blocks plain_blocks."""
-
-    def change(nb, cfg):
-        block_class = plain_blocks(nb, gated)
-
-        class TimeAgnosticLM(nb.DiffusionLM):
-            def __init__(self, config):
-                nn.Module.__init__(self)
-                self.config = config
-                self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
-                self.blocks = nn.ModuleList(block_class(config) for _ in range(config.n_layers))
-                self.ln_f = nn.LayerNorm(config.d_model)
-                self.head = nb.OutputLayer(config.d_model, config.vocab_size, bias=False)
-                self.head.weight = self.tok_emb.weight
-                cos, sin = nb.rotary_tables(config.seq_len, config.d_model // config.n_heads)
-                self.register_buffer("rope_cos", cos, persistent=False)
-                self.register_buffer("rope_sin", sin, persistent=False)
-                self.apply(nb.init_weights)
-                for block in self.blocks:
-                    for proj in (block.attn.proj, block.mlp.down):
-                        if gated:
-                            nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
-                        else:
-                            nn.init.zeros_(proj.weight)
-
-            def hidden_states(self, idx, t):
-                L = idx.shape[1]
-                x, rotary = self.tok_emb(idx), (self.rope_cos[:L], self.rope_sin[:L])
-                for block in self.blocks:
-                    x = block(x, rotary)
-                return self.ln_f(x)
-
-        nb.DiffusionLM = TimeAgnosticLM
-        return cfg
-
-    return change
+    nb.Block, nb.DiffusionLM = UngatedBlock, ZeroProjectionsLM
+    return cfg
 
 
 def diffusion_loss(per_row, antithetic):
@@ -189,7 +180,7 @@ def diffusion_loss(per_row, antithetic):
             else:
                 t = torch.randint(1, T + 1, (len(x),), device=x.device)
             noisy, hidden = nb.corrupt(x, t, T, mask_id)
-            losses = torch.where(hidden, model(noisy, t, x), 0.0)
+            losses = torch.where(hidden, model(noisy, x), 0.0)
             if per_row:
                 return (losses.sum(1) / hidden.sum(1).clamp(min=1)).mean()
             return losses.sum() / hidden.sum().clamp(min=1)
@@ -214,13 +205,12 @@ VARIANTS = {
     "reference": [reference_network(embedding_std=1.0), half_way_schedule],  # the reference's recipe, all of it
     "fixed": [reference_network(embedding_std=0.02)],  # the reference's network, with the init and schedule fixed
     "dropout 0.1": [dropout(0.1)],
-    "sinusoidal step": [sinusoidal_step],
+    "adaLN-Zero step": [adaln_zero],  # the model told t, as the notebook's was before
+    "zero projections, no gates": [zero_projections],
     "another seed": [settings(seed=7)],
     "lr x3": [lr_scale(3.0)],
     "lr /3": [lr_scale(1 / 3)],
     "a third of the data": [settings(n_train_stories=3_300)],  # the same tokens, seen about 3 times
-    "time-agnostic": [time_agnostic(gated=False)],
-    "time-agnostic, gated": [time_agnostic(gated=True)],
     "per-row loss": [diffusion_loss(per_row=True, antithetic=False)],
     "antithetic t": [diffusion_loss(per_row=False, antithetic=True)],
     "per-row loss, antithetic t": [diffusion_loss(per_row=True, antithetic=True)],

@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 import torch
+
 from notebook_defs import load_benchmark
 
 
@@ -35,7 +36,7 @@ def test_defaults_are_the_notebooks_own(ablate):
 def test_the_reference_is_its_network_init_and_schedule(ablate):
     nb, cfg, model = build(ablate, ["reference"])
     assert model.pos_emb.weight.shape == (256, 128) and model.step_emb.weight.shape == (65, 128)
-    assert not any("modulation" in name for name, _ in model.named_parameters())
+    assert not any("gate" in name for name, _ in model.named_parameters())
     assert model.tok_emb.weight.std().item() == pytest.approx(1.0, rel=0.05)
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.1 for m in model.modules())
     lrs = [nb.lr_at(u, cfg) for u in range(cfg.optimizer_steps)]
@@ -63,18 +64,29 @@ def test_the_reference_network_trains_and_samples_with_the_notebooks_code(ablate
 
 def test_each_variant_changes_only_its_own_part(ablate):
     nb, cfg, model = build(ablate, ["defaults"])
-    _, sinusoidal_cfg, sinusoidal = build(ablate, ["sinusoidal step"])
-    assert not differences(sinusoidal_cfg, cfg) and not hasattr(sinusoidal.step_emb, "table")
-    t = torch.tensor([1, 32, 64])
-    assert sinusoidal.step_emb(t).shape == (3, nb.STEP_DIM)
+    _, step_cfg, told = build(ablate, ["adaLN-Zero step"])
+    assert not differences(step_cfg, cfg) and told.step_emb.weight.shape == (65, 32)
+    x = torch.randint(10, 300, (2, 256))
+    hidden = x.clone()
+    hidden[:, ::2] = load_benchmark("recipes").MASK_ID  # half hidden: told t = 32 of 64
+    assert load_benchmark("recipes").step_of(hidden, 64).tolist() == [32, 32]
+    with torch.no_grad():
+        assert torch.equal(told(x), told.head(told.ln_f(told.tok_emb(x))))  # zero modulation: identity blocks
+        for block in told.blocks:
+            torch.nn.init.normal_(block.modulation.weight, std=0.1)
+        assert not torch.allclose(told(x), told(hidden))
+    _, zero_cfg, zeroed = build(ablate, ["zero projections, no gates"])
+    assert not any("gate" in name for name, _ in zeroed.named_parameters())
+    assert all(block.attn.proj.weight.abs().sum() == 0 == block.mlp.down.weight.abs().sum() for block in zeroed.blocks)
     _, dropout_cfg, dropout = build(ablate, ["dropout 0.1"])
     assert not differences(dropout_cfg, cfg) and type(dropout.blocks[0]).__name__ == "DropoutBlock"
-    for block in dropout.blocks:  # open the adaLN gates, so that the branches reach the output
-        torch.nn.init.normal_(block.modulation.weight, std=0.1)
-    x, t = torch.randint(10, 300, (2, 256)), torch.tensor([3, 40])
-    assert not torch.equal(dropout.train()(x, t), dropout(x, t))  # dropout noise while training
+    with torch.no_grad():
+        for block in dropout.blocks:  # open the gates, so that the branches reach the output
+            block.gate1.fill_(1.0)
+            block.gate2.fill_(1.0)
+    assert not torch.equal(dropout.train()(x), dropout(x))  # dropout noise while training
     ema = copy.deepcopy(dropout).eval()  # as the EMA copy is: no noise once evaluated
-    assert torch.equal(ema(x, t), ema(x, t)) and torch.equal(dropout.eval()(x, t), ema(x, t))
+    assert torch.equal(ema(x), ema(x)) and torch.equal(dropout.eval()(x), ema(x))
     assert differences(ablate.variant(["another seed", "lr /3"], "small")[1], cfg) == {"seed", "lr"}
     assert ablate.variant(["lr x3"], "small")[1].lr == pytest.approx(3 * cfg.lr)
     fresh, _ = ablate.variant(["defaults"], "small")

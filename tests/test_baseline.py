@@ -17,7 +17,7 @@ def test_next_token_loss(nb, causal_model, tokenizer, shape):
     x = torch.randint(10, len(tokenizer), (4, shape.seq_len))
     with torch.no_grad():
         loss = nb.next_token_loss(causal_model, x)
-        logits = causal_model(x[:, :-1], torch.zeros(4, dtype=torch.long))
+        logits = causal_model(x[:, :-1])
         manual = -logits.log_softmax(-1).gather(-1, x[:, 1:, None]).squeeze(-1)
         scored = nb.next_token_nats(causal_model, x, torch.ones_like(x, dtype=torch.bool))
     assert loss.item() == pytest.approx(manual.mean().item(), rel=1e-5)
@@ -30,7 +30,7 @@ def test_generative_perplexity_scores_the_story_up_to_eos(nb, causal_model, toke
     row = prefix + story + [tokenizer.pad_token_id] * 5  # what comes after [EOS] is not scored
     x = torch.tensor([prefix + story])
     with torch.no_grad():
-        logits = causal_model(x[:, :-1], torch.zeros(1, dtype=torch.long))
+        logits = causal_model(x[:, :-1])
         losses = -logits.log_softmax(-1).gather(-1, x[:, 1:, None])[0, len(prefix) - 1 :, 0]
     assert len(losses) == len(story)
     expected = math.exp(losses.mean().item())

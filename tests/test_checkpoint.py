@@ -20,9 +20,8 @@ def saved(nb, model, tokenizer, cfg, tmp_path):
 
 def same_logits(a, b, vocab, cfg):
     x = torch.randint(vocab, (2, cfg.model.seq_len))
-    t = torch.tensor([1, cfg.model.diffusion_steps])
     with torch.no_grad():
-        return torch.equal(a.eval()(x, t), b.eval()(x, t))
+        return torch.equal(a.eval()(x), b.eval()(x))
 
 
 def test_save_then_load_gives_identical_logits(nb, model, tokenizer, cfg, saved):
@@ -117,7 +116,7 @@ def test_hub_folder_has_card_plot_and_gif_and_still_loads(nb, model, tokenizer, 
     card = (folder / "README.md").read_text()
     assert "license: cdla-sharing-1.0" in card and "| 60 | 5.0000 | 4.9000 | 4.5000 | 4.4000 |" in card
     assert 'load_pretrained("me/tiny-diffusion")' in card and "T=16" in card
-    assert "rotary positions, adaLN-Zero conditioning" in card and "[EOS] included" in card
+    assert "rotary positions, residual branches gated from zero" in card and "[EOS] included" in card
     assert (folder / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "inference.gif").read_bytes() == gif.read_bytes()
     reloaded, *_ = nb.load_checkpoint(folder)

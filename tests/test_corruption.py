@@ -30,8 +30,8 @@ def test_loss_ignores_visible_positions(nb, model, tokenizer, cfg):
     mask_id = tokenizer.mask_token_id
     x = torch.randint(10, len(tokenizer), (4, cfg.model.seq_len))
 
-    def nan_where_visible(idx, t, targets):  # the model's cross-entropy at every position, NaN at the visible ones
-        return model(idx, t, targets).masked_fill(idx != mask_id, float("nan"))
+    def nan_where_visible(idx, targets):  # the model's cross-entropy at every position, NaN at the visible ones
+        return model(idx, targets).masked_fill(idx != mask_id, float("nan"))
 
     T = cfg.model.diffusion_steps
     torch.manual_seed(2)
@@ -47,5 +47,5 @@ def test_the_diffusion_loss_is_the_mean_over_hidden_tokens_at_random_steps(nb, m
     torch.manual_seed(5)
     t = torch.randint(1, shape.diffusion_steps + 1, (6,))
     noisy, hidden = nb.corrupt(x, t, shape.diffusion_steps, tokenizer.mask_token_id)
-    expected = torch.nn.functional.cross_entropy(model(noisy, t)[hidden], x[hidden])
+    expected = torch.nn.functional.cross_entropy(model(noisy)[hidden], x[hidden])
     assert len(set(t.tolist())) > 1 and torch.allclose(loss, expected, atol=1e-6)

@@ -39,13 +39,14 @@ def toy_model(nb, length, T):
     with torch.no_grad():
         model.tok_emb.weight.mul_(40)  # confident, position-dependent predictions, far from uniform
         for block in model.blocks:
-            block.modulation.weight.normal_(std=0.5)
+            block.gate1.normal_(std=0.5)
+            block.gate2.normal_(std=0.5)
     return model
 
 
-def predictions(model, x_t, t):
+def predictions(model, x_t):
     with torch.no_grad():
-        return model(torch.tensor([x_t]), torch.tensor([t]))[0].softmax(-1)
+        return model(torch.tensor([x_t]))[0].softmax(-1)
 
 
 def kl(q, p):
@@ -60,7 +61,7 @@ def brute_force_terms(model, x0, T):
         for hidden in itertools.product([False, True], repeat=len(x0)):
             q_xt = math.prod(t / T if h else 1 - t / T for h in hidden)
             x_t = [MASK if h else tok for tok, h in zip(x0, hidden, strict=True)]
-            probs = predictions(model, x_t, t)
+            probs = predictions(model, x_t)
             q, p = {}, {}  # per position: the distributions of x_{t-1}^i under q and under the model
             for i in (i for i in range(len(x0)) if hidden[i]):
                 stay = 0.0 if t == 1 else (t - 1) / t  # at t = 1 every hidden token must be revealed
@@ -105,11 +106,17 @@ def test_every_step_is_used_equally_often_whatever_the_number_of_blocks(nb):
     assert rows.tolist() == list(range(640)) and steps.tolist() == [1 + i * 64 // 640 for i in range(640)]
 
 
-def test_evaluation_weights_every_step_equally_with_uneven_blocks(nb, model, tokenizer, shape, tiny_data):
+def test_evaluation_weights_every_step_equally_with_uneven_blocks(nb, model, tokenizer, shape, tiny_data,
+                                                                  monkeypatch):
     _, val = tiny_data(shape.seq_len, n_val_blocks=5)
     assert len(val) == 5 and shape.diffusion_steps == 16
-    seen = []
-    model.step_emb.register_forward_pre_hook(lambda module, args: seen.extend(args[0].tolist()))
+    seen, corrupt = [], nb.corrupt
+
+    def recording(tokens, t, *args):  # the steps the evaluation hides tokens at
+        seen.extend(t.tolist())
+        return corrupt(tokens, t, *args)
+
+    monkeypatch.setattr(nb, "corrupt", recording)
     nb.evaluate(model, val, tokenizer, "cpu", batch_size=4)
     assert Counter(seen) == {t: 1 for t in range(1, 17)}  # one row per step: 16 rows from 5 blocks
 
@@ -128,12 +135,12 @@ def test_evaluation_logits_are_fp32_when_the_blocks_run_in_bf16(nb, model, token
     with torch.no_grad():
         model.tok_emb.weight.mul_(300)  # logits of about 16, where bf16's spacing is 0.125
     x = torch.randint(10, len(tokenizer), (2, shape.seq_len))
-    t, at = torch.tensor([3, 9]), torch.rand(2, shape.seq_len) < 0.5
+    at = torch.rand(2, shape.seq_len) < 0.5
     with torch.no_grad():
-        logits = nb.exact_logits(model, x, t, at)
+        logits = nb.exact_logits(model, x, at)
         with nb.autocast("cpu"):
-            rounded = model(x, t)[at]
-            features = model.hidden_states(x, t)[at]
+            rounded = model(x)[at]
+            features = model.hidden_states(x)[at]
         assert logits.dtype == torch.float32 and rounded.dtype == torch.bfloat16
         assert logits.abs().max() > 8
         assert torch.equal(logits, model.head(features.float()))

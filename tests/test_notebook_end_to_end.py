@@ -1,6 +1,7 @@
 """Run the whole notebook in smoke mode, headless as README says and with nbmake as CI does, and check what it
 leaves behind."""
 
+import importlib.util
 import json
 import math
 import os
@@ -48,6 +49,10 @@ def run_headless(workdir, **parameters):
     return result.stdout + result.stderr, executed
 
 
+def outputs_of(executed, cell_id):
+    return next(c for c in executed["cells"] if c.get("id") == cell_id)["outputs"]
+
+
 def check_outputs(workdir, printed, executed):
     final = workdir / "checkpoints" / "final"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "training_config.json", "history.json",
@@ -63,31 +68,48 @@ def check_outputs(workdir, printed, executed):
     assert "All requirements already installed." in printed  # the install cell is a no-op here
     assert "The untrained model writes noise" in printed and "t =  16 of 16 (100% hidden)" in printed
     assert (workdir / "checkpoints" / "baseline" / "model.safetensors").is_file()
-    assert "| autoregressive |" in printed and "| masked diffusion |" in printed
-    assert "judge / held-out" in printed and "| ancestral | 16 |" in printed
     outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
     assert any("image/gif" in o.get("data", {}) for o in outputs)
-    assert any("image/png" in o.get("data", {}) for o in outputs)
-    write = next(c for c in executed["cells"] if c.get("id") == "write")
-    live = [o for o in write["outputs"] if o["output_type"] == "display_data"]  # redrawn after every round
-    assert len(live) == 1
-    shown = "".join(live[0]["data"]["text/plain"])
-    assert shown.startswith("Once upon a time") and "█" not in shown  # the last redraw: the finished stories
+    check_display(workdir, executed, outputs)
+
+
+def check_display(workdir, executed, outputs):
+    """What a user sees: no empty or stderr-only progress outputs, tables and plots as rich output, stories once."""
+    for output in outputs:
+        text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+        assert text.strip() or "image/png" in output.get("data", {}) or "image/gif" in output.get("data", {}), output
+        if importlib.util.find_spec("ipywidgets"):  # progress is a live widget, not text on stderr
+            assert output.get("name") != "stderr" or "it/s" not in text, text[:200]
+    for cell, html in (("baseline", "masked diffusion"), ("quality", "excess divergence")):
+        tables = [o for o in outputs_of(executed, cell) if "<table" in "".join(o.get("data", {}).get("text/html", ""))]
+        assert len(tables) == 1 and html in "".join(tables[0]["data"]["text/html"]), cell
+    for cell, name in (("curves", "loss.png"), ("baseline", "comparison.png"), ("quality", "quality.png")):
+        assert (workdir / "checkpoints" / name).is_file()
+        assert any("image/png" in o.get("data", {}) for o in outputs_of(executed, cell)), cell
+    write = outputs_of(executed, "write")
+    live = [o for o in write if o["output_type"] == "display_data"]  # redrawn after every round, then a note
+    assert len(live) == 1 and "".join(live[0]["data"]["text/plain"]).endswith("rounds:")
+    stories = "".join("".join(o.get("text", "")) for o in write if o["output_type"] == "stream")
+    first = stories.split("\n")[0]
+    assert first.startswith("Once upon a time") and "█" not in stories
+    cells_text = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in write)
+    assert cells_text.count(first) == 1  # each story shown once
 
 
 def test_notebook_trains_resumes_and_generates_on_generated_data(tmp_path):
     data = write_data_folder(tmp_path / "data", 500, seed=3, n_valid=50)
     log, executed = run_headless(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))
     check_outputs(tmp_path, printed_text(executed), executed)
-    assert "training (smoke)" in log and "step     60: validation loss" in log  # progress, as it happens
-    assert "| confidence | 16 |" in log
+    assert "masked diffusion (smoke)" in log and "step     60 of 60: validation loss" in log  # progress, as it comes
+    assert "autoregressive baseline (smoke)" in log and "exact NLL" in log
+    assert "excess divergence" in log and "most confident first" in log  # the quality table, as text
 
     printed, _ = run_with_nbmake(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))  # Run All again: no retraining
     assert "60 of 60 optimizer updates already done" in printed
 
     (tmp_path / "checkpoints" / "inference.gif").unlink()
     printed, _ = run_with_nbmake(tmp_path, RUN_MODE="generate", CHECKPOINT="checkpoints/final", PROMPT="Zoé and a frog")
-    assert "Loaded checkpoints/final" in printed and "training (" not in printed
+    assert "Loaded checkpoints/final" in printed and "masked diffusion (" not in printed
     assert "Zoé and a frog" in printed and "Tom and Lily went to the park." not in printed  # the user's prompt
     assert iio.imread(tmp_path / "checkpoints" / "inference.gif", index=None).shape[0] <= 17
 
