@@ -5,8 +5,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
-from notebook_defs import NOTEBOOK
+from notebook_defs import NOTEBOOK, code_cells
 
 ROOT = Path(__file__).parent.parent
 
@@ -104,3 +105,16 @@ def test_one_cell_holds_the_settings_for_papermill():
     for name in names:
         assert f"{name} = " in tagged[0] and f'os.environ.get("{name}"' in tagged[0]
     assert len([line for line in tagged[0].splitlines() if " = " in line]) == len(names)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU here: Run All picks quick")
+def test_without_a_gpu_run_all_trains_the_cpu_mode_and_says_what_quick_would_cost(nb, tmp_path, monkeypatch, capsys):
+    cells = {cell_id: source for cell_id, _, source in code_cells()}
+    monkeypatch.delenv("RUN_MODE", raising=False)
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    namespace = dict(vars(nb))
+    exec(cells["settings"], namespace)  # the Settings cell, then the cell that reads it, as Run All runs them
+    exec(cells["resolve"], namespace)
+    assert namespace["RUN_MODE"] == "cpu" and namespace["CFG"].mode == "cpu"
+    printed = capsys.readouterr().out
+    assert "No GPU here, so RUN_MODE is 'cpu'" in printed and "'quick' would train for about 3 hours" in printed
