@@ -5,10 +5,11 @@
 
 Each --runs folder is the OUTPUT_DIR of a notebook run that trained the diffusion model (final/) and the
 autoregressive baseline (baseline/). For every setting below, each model writes --stories stories from "Once upon a
-time" in T rounds, once per seed, and the notebook's compare_samplers measures them against held-out stories that
-open the same way (its excess n-gram divergence, repetition, distinct-2, the baseline's perplexity as a ratio to its
-perplexity on held-out stories, the share of 8-grams copied from the training text, length, endings). The table shows
-each measure's mean over models and seeds, ± half its range.
+time" in T rounds (temperature 0.8 and top-k 50 unless the setting says otherwise), once per seed, and the notebook's
+compare_samplers measures them against held-out stories that open the same way (its excess n-gram divergence,
+repetition, distinct-2, the baseline's perplexity as a ratio to its perplexity on held-out stories, the share of
+8-grams copied from the training text, length, endings). The table shows each measure's mean over models and seeds,
+± half its range.
 """
 
 import argparse
@@ -20,7 +21,8 @@ from pathlib import Path
 import torch
 from common import DEFAULT_DATA, SHARED, device_name, load_definitions, print_row, print_table
 
-SETTINGS = {  # name: changes to the notebook's Sampling
+BASE = {"temperature": 0.8, "top_k": 50}  # the previous default's tokens, so that the temperature rows show its effect
+SETTINGS = {  # name: changes to BASE and the notebook's Sampling
     "drawn token's probability, most confident first": {"confidence": "drawn", "reveal_temperature": 0},
     "drawn token's probability, reveal_temperature 1": {"confidence": "drawn", "reveal_temperature": 1},
     "likeliest, most confident first": {"reveal_temperature": 0},
@@ -28,6 +30,8 @@ SETTINGS = {  # name: changes to the notebook's Sampling
     "likeliest, reveal_temperature 1": {"reveal_temperature": 1},
     "likeliest, reveal_temperature 2": {"reveal_temperature": 2},
     "margin, reveal_temperature 1": {"confidence": "margin", "reveal_temperature": 1},
+    "likeliest, reveal_temperature 1, temperature 0.6": {"reveal_temperature": 1, "temperature": 0.6},
+    "likeliest, reveal_temperature 1, temperature 0.7": {"reveal_temperature": 1, "temperature": 0.7},
     "likeliest, reveal_temperature 1, temperature 1": {"reveal_temperature": 1, "temperature": 1.0},
     "likeliest, reveal_temperature 1, top-k 0 (all)": {"reveal_temperature": 1, "top_k": 0},
     "ancestral": {"sampler": "ancestral"},
@@ -58,7 +62,7 @@ def main():
         model, tokenizer, cfg, _ = nb.load_checkpoint(run / "final", device)
         judge, *_ = nb.load_checkpoint(run / "baseline", device)
         train, held_out = nb.load_stories(args.data, cfg.n_train_stories, cfg.n_val_stories)
-        base = nb.Sampling(model.config.diffusion_steps, cfg.temperature, cfg.top_k)
+        base = nb.Sampling(model.config.diffusion_steps, **BASE)
         settings = {(name, base.steps): dataclasses.replace(base, **SETTINGS[name]) for name in args.settings}
         print(f"{run}: {cfg.mode} model, {nb.count_parameters(model) / 1e6:.2f}M parameters, {base}", flush=True)
         for seed in args.seeds:
@@ -67,7 +71,7 @@ def main():
             for row in rows:
                 measured.setdefault(row["stories"], []).append(row)
                 print_row([row["stories"], run.name, seed, *(f"{row[m]:.3f}" for m in MEASURES)])
-            if not samples:
+            if args.print and not samples:
                 torch.manual_seed(seed)
                 for name, sampling in settings.items():
                     tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * args.print, sampling, device)

@@ -170,7 +170,7 @@ def measure(nb, mode, execution, tokenizer, device, peak, args, work):
 def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=["quick", "budget_100"] if device == "cuda" else ["smoke"])
+    parser.add_argument("--modes", nargs="+", default=["quick", "budget_100"] if device == "cuda" else ["smoke", "cpu"])
     parser.add_argument("--execution", nargs="+", choices=["eager", "compiled"],
                         default=["eager", "compiled"] if device == "cuda" else ["eager"])
     parser.add_argument("--steps", type=int, default=20 if device == "cuda" else 3, help="timed optimizer updates")

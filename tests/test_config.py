@@ -15,18 +15,25 @@ ROOT = Path(__file__).parent.parent
 @pytest.mark.parametrize(
     ("mode", "stories", "shape", "optimisation"),  # shape: seq_len, vocab, d_model, layers, heads, d_ff, T
     [
-        ("quick", (50_000, 2_000, 30_000), (256, 8_000, 384, 6, 6, 1536, 64), (2_000, 32, 1, 3e-4, 200)),
+        ("quick", (50_000, 2_000, 30_000), (256, 8_000, 384, 6, 6, 1536, 64), (2_000, 32, 1, 8e-4, 200)),
         ("budget_100", (1_000_000, 10_000, 150_000), (256, 26_000, 512, 10, 8, 2048, 128),
-         (30_000, 64, 1, 2e-4, 1_000)),
+         (30_000, 64, 1, 6e-4, 1_000)),
     ],
 )
-def test_the_modes_keep_the_reference_shapes_and_optimisation(nb, mode, stories, shape, optimisation):
+def test_the_modes_keep_the_reference_shapes_with_learning_rates_from_the_rule(nb, mode, stories, shape, optimisation):
     cfg = nb.get_config(mode)
     m = cfg.model
     assert (cfg.n_train_stories, cfg.n_val_stories, cfg.n_tokenizer_stories) == stories
     assert (m.seq_len, m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.d_ff, m.diffusion_steps) == shape
     assert (cfg.micro_steps, cfg.batch_size, cfg.grad_accum, cfg.lr, cfg.warmup_steps) == optimisation
     assert cfg.weight_decay == 0.1
+
+
+@pytest.mark.parametrize("mode", ["cpu", "quick", "budget_100"])
+def test_each_modes_learning_rate_follows_the_measured_rule(nb, mode):
+    """The rule benchmarks/lr_rule.py fitted to the optima at widths 64 and 128 (benchmarks/RESULTS.md, 2.2)."""
+    cfg = nb.get_config(mode)
+    assert cfg.lr == pytest.approx(0.49 * cfg.model.d_model**-1.07, rel=0.15)
 
 
 def test_budget_100_trains_on_the_references_updates_and_tokens(nb):
@@ -46,7 +53,7 @@ def test_unknown_mode_lists_the_modes(nb):
 def test_overrides_change_the_run_and_the_model(nb):
     cfg = nb.get_config("quick", {"micro_steps": 500, "d_model": 256, "n_heads": 4, "prompts": ["A dragon"]})
     assert cfg.micro_steps == 500 and cfg.model.d_model == 256 and cfg.model.n_heads == 4
-    assert cfg.prompts == ("A dragon",) and cfg.model.n_layers == 6 and cfg.lr == 3e-4
+    assert cfg.prompts == ("A dragon",) and cfg.model.n_layers == 6 and cfg.lr == 8e-4
     with pytest.raises(ValueError, match=r"OVERRIDES: 'd_modle' is not a setting.*ModelConfig's \(.*d_model"):
         nb.get_config("quick", {"d_modle": 256})
 

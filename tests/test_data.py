@@ -3,6 +3,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from synthetic_stories import make_stories, write_txt
 
 STORIES = make_stories(30, seed=1)

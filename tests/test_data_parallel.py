@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from notebook_defs import NOTEBOOK
 from safetensors.torch import load_file
-from synthetic_stories import write_data_folder
 from train_worker import CONFIG, gradient_worker
+
+from notebook_defs import NOTEBOOK
+from synthetic_stories import write_data_folder
 
 WORKER = Path(__file__).parent / "train_worker.py"
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from notebook_defs import BENCHMARKS, load_benchmark
 from synthetic_stories import make_stories
 

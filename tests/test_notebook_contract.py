@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from notebook_defs import NOTEBOOK, NotebookContractError, code_cells, load_definitions
 
 

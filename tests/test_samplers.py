@@ -13,7 +13,8 @@ SCRIPT = BENCHMARKS / "samplers.py"
 
 
 def test_every_setting_is_a_sampling_the_notebook_takes_and_none_repeats_another(nb):
-    settings = [nb.Sampling(**changes) for changes in load_benchmark("samplers").SETTINGS.values()]
+    samplers = load_benchmark("samplers")
+    settings = [nb.Sampling(**{**samplers.BASE, **changes}) for changes in samplers.SETTINGS.values()]
     assert len(set(settings)) == len(settings)
 
 
@@ -33,9 +34,11 @@ def test_the_script_measures_each_setting_of_each_run(nb, cfg, tmp_path):
         nb.save_checkpoint(tmp_path / "run" / folder, model, tokenizer, short, history, str(data))
     settings = ["likeliest, reveal_temperature 1", "ancestral"]
     command = [sys.executable, str(SCRIPT), "--runs", str(tmp_path / "run"), "--data", str(data),
-               "--stories", "2", "--seeds", "0", "1", "--settings", *settings, "--print", "1"]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    table = printed[printed.index("| stories |"):].splitlines()
-    assert [line.split(" | ")[0].strip("| ") for line in table[2:5]] == ["held-out stories", *settings]
-    assert table[2].split(" | ")[1] == "0.000 ± 0.000"  # held-out stories' excess divergence: none, by definition
-    assert "\nancestral:\n- " in printed
+               "--stories", "2", "--seeds", "0", "1", "--settings", *settings]
+    for stories_printed in (0, 1):
+        printed = subprocess.run([*command, "--print", str(stories_printed)], capture_output=True, text=True,
+                                 check=True).stdout
+        table = printed[printed.index("| stories |"):].splitlines()
+        assert [line.split(" | ")[0].strip("| ") for line in table[2:5]] == ["held-out stories", *settings]
+        assert table[2].split(" | ")[1] == "0.000 ± 0.000"  # held-out stories' excess divergence: none, by definition
+        assert ("\nancestral:\n- " in printed) == bool(stories_printed)

@@ -15,7 +15,8 @@ def test_flops_per_token_are_counted_from_the_shapes(nb):
 
 
 def test_the_script_prints_the_update_and_the_whole_run_for_each_mode():
-    command = [sys.executable, str(BENCHMARKS / "speed.py"), "--steps", "1", "--warmup", "1", "--loop-updates", "5"]
+    command = [sys.executable, str(BENCHMARKS / "speed.py"), "--modes", "smoke", "--steps", "1", "--warmup", "1",
+               "--loop-updates", "5"]
     printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| smoke | eager |")]
     update, whole = rows[-2:]  # each row is printed as it comes, then again in its table
