@@ -57,3 +57,19 @@ def test_training_reuses_the_code_compiled_for_the_probe(nb, cfg, shape, tokeniz
         nb.diffusion_loss(model, x, tokenizer.mask_token_id, shape.diffusion_steps).backward()
     assert len(graphs) == probed  # no recompilation: training runs the probe's code, at a static batch size
     torch.compiler.reset()
+
+
+def test_a_sampling_round_that_fails_to_compile_runs_eagerly(nb, model, tokenizer, monkeypatch, capsys):
+    def broken_compile(function, **options):
+        def fails(*args):
+            raise RuntimeError("a compiler bug")
+        return fails
+
+    nb.compiled_round.cache_clear()
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    sampling = nb.Sampling(steps=6, top_k=20, gen_len=16)
+    stories = [nb.generate(model, tokenizer, ["Once upon a time"] * 3, dataclasses.replace(sampling, compiled=on),
+                           "cpu", torch.Generator().manual_seed(5))[0] for on in (False, True)]
+    nb.compiled_round.cache_clear()
+    assert torch.equal(*stories)  # the eager rounds, drawn from the same numbers
+    assert capsys.readouterr().out.count("A compiled sampling round failed here (RuntimeError)") == 1
