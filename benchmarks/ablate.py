@@ -38,7 +38,7 @@ SMALL = {  # a shape two CPU cores train in a few minutes; seq_len 256 holds mos
     "checkpoints_per_run": 1,
     "train_baseline": False,
 }
-SMALL_MODEL = {"vocab_size": 2048, "seq_len": 256, "d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512,
+SMALL_MODEL = {"vocab_size": 4096, "seq_len": 256, "d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512,
                "diffusion_steps": 64}
 
 
