@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from common import DEFAULT_DATA, SHARED, device_name, load_definitions, print_row, print_table
 
-BASE = {"temperature": 0.8, "top_k": 50}  # the previous default's tokens, so that the temperature rows show its effect
+BASE = {"temperature": 0.8, "top_k": 50}  # the default tokens; rows that change them show what that does
 SETTINGS = {  # name: changes to BASE and the notebook's Sampling
     "drawn token's probability, most confident first": {"confidence": "drawn", "reveal_temperature": 0},
     "drawn token's probability, reveal_temperature 1": {"confidence": "drawn", "reveal_temperature": 1},
@@ -34,6 +34,9 @@ SETTINGS = {  # name: changes to BASE and the notebook's Sampling
     "likeliest, reveal_temperature 1, temperature 0.7": {"reveal_temperature": 1, "temperature": 0.7},
     "likeliest, reveal_temperature 1, temperature 1": {"reveal_temperature": 1, "temperature": 1.0},
     "likeliest, reveal_temperature 1, top-k 0 (all)": {"reveal_temperature": 1, "top_k": 0},
+    "likeliest, reveal_temperature 1, top-p 0.9": {"reveal_temperature": 1, "top_p": 0.9},
+    "likeliest, reveal_temperature 1, temperature 1, top-k 0, top-p 0.8": {"reveal_temperature": 1, "temperature": 1.0,
+                                                                          "top_k": 0, "top_p": 0.8},
     "ancestral": {"sampler": "ancestral"},
 }
 MEASURES = ("excess divergence", "repetition", "distinct-2", "judge / held-out", "copied 8-grams", "length", "ended")

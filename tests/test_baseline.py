@@ -45,3 +45,12 @@ def test_the_baseline_trains_and_is_opt_in_for_the_full_run(nb, causal_model, cf
     assert history["val"][-1][1] < history["val"][0][1] - 0.5
     assert history["val"] == history["nelbo"]  # for the baseline both are its exact negative log-likelihood
     assert nb.get_config("quick").train_baseline and not nb.get_config("budget_100").train_baseline
+
+
+def test_the_baseline_trains_on_its_share_of_the_diffusion_models_micro_batches(nb, shape):
+    for mode, steps in (("cpu", 450), ("quick", 2_000), ("smoke", 60)):
+        cfg = nb.get_config(mode)
+        baseline = nb.baseline_config(cfg, shape)
+        assert baseline.model == dataclasses.replace(shape, causal=True) and baseline.micro_steps == steps
+        assert dataclasses.replace(baseline, model=cfg.model, micro_steps=cfg.micro_steps) == cfg  # nothing else
+    assert nb.baseline_config(nb.get_config("smoke", {"baseline_share": 0.001}), shape).micro_steps == 1

@@ -45,6 +45,13 @@ def test_budget_100_trains_on_the_references_updates_and_tokens(nb):
     assert halves.optimizer_steps == full.optimizer_steps and halves.eval_every == full.eval_every
 
 
+@pytest.mark.parametrize("updates, evals", [(275, 4), (2_000, 12), (450, 4), (3, 12)])
+def test_a_run_validates_evals_per_run_times_the_last_at_its_end(nb, updates, evals):
+    cfg = nb.get_config("smoke", {"micro_steps": updates, "evals_per_run": evals})
+    validated = [u for u in range(1, updates + 1) if u % cfg.eval_every == 0 or u == updates]
+    assert len(validated) == min(evals, updates) and validated[-1] == updates
+
+
 def test_unknown_mode_lists_the_modes(nb):
     with pytest.raises(ValueError, match="Unknown RUN_MODE .fast..*smoke, cpu, quick, budget_100"):
         nb.get_config("fast")

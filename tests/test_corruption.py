@@ -24,20 +24,21 @@ def test_every_token_can_be_hidden_eos_and_the_chat_prefix_included(nb, tokenize
     assert 0.3 < half[eos].float().mean() < 0.7  # hidden as often as any token
 
 
-def test_loss_ignores_visible_positions(nb, model, tokenizer, cfg):
-    """Every position is predicted and only the hidden ones count: not even a NaN at a visible one reaches the loss."""
+def test_on_the_cpu_only_hidden_positions_reach_the_output_layer_and_the_loss_is_the_same(nb, model, tokenizer, cfg):
+    """The GPU's way (every position scored, the visible ones dropped after) and the CPU's give one loss."""
     model.eval()
-    mask_id = tokenizer.mask_token_id
+    mask_id, T = tokenizer.mask_token_id, cfg.model.diffusion_steps
     x = torch.randint(10, len(tokenizer), (4, cfg.model.seq_len))
-
-    def nan_where_visible(idx, targets):  # the model's cross-entropy at every position, NaN at the visible ones
-        return model(idx, targets).masked_fill(idx != mask_id, float("nan"))
-
-    T = cfg.model.diffusion_steps
+    scored = []
+    hook = model.head.register_forward_hook(lambda module, args, output: scored.append(tuple(args[0].shape[:-1])))
     torch.manual_seed(2)
     loss = nb.diffusion_loss(model, x, mask_id, T)
+    hook.remove()
     torch.manual_seed(2)
-    assert torch.isfinite(loss) and torch.equal(loss, nb.diffusion_loss(nan_where_visible, x, mask_id, T))
+    noisy, hidden = nb.corrupt(x, torch.randint(1, T + 1, (4,)), T, mask_id)
+    every_position = torch.where(hidden, model(noisy, x), 0.0).sum() / hidden.sum()
+    assert scored == [(int(hidden.sum()),)] and 0 < hidden.sum() < hidden.numel()
+    assert torch.allclose(loss, every_position, atol=1e-6)
 
 
 def test_the_diffusion_loss_is_the_mean_over_hidden_tokens_at_random_steps(nb, model, tokenizer, shape):

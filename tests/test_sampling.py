@@ -1,5 +1,6 @@
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -134,17 +135,28 @@ def test_revealed_positions_are_drawn_in_proportion_to_confidence(nb, reveal_tem
 
 def test_picked_tokens_come_from_the_top_k_with_their_renormalised_probabilities(nb):
     logits = torch.tensor([3.0, 1.0, 2.0, 0.0, float("-inf")]).log_softmax(-1).expand(4, 5_000, 5)
-    tokens, confidence = nb.pick_tokens(logits, 1.0, 2, torch.rand(4, 5_000, 2))
+    tokens, confidence = nb.pick_tokens(logits, nb.Sampling(temperature=1.0, top_k=2), torch.rand(4, 5_000, 2))
     assert tokens.shape == confidence.shape == (4, 5_000)
     top_two = torch.tensor([3.0, 2.0]).softmax(-1)  # tokens 0 and 2
     shares = torch.bincount(tokens.flatten(), minlength=5) / tokens.numel()
     assert torch.allclose(shares, torch.tensor([top_two[0], 0, top_two[1], 0, 0]), atol=0.01)
     assert torch.allclose(confidence, torch.where(tokens == 0, top_two[0], top_two[1]))
-    hotter, _ = nb.pick_tokens(logits, 2.0, 0, torch.rand(4, 5_000, 5))  # every token but the -inf one
+    hotter, _ = nb.pick_tokens(logits, nb.Sampling(temperature=2.0, top_k=0), torch.rand(4, 5_000, 5))  # all but -inf
     shares = torch.bincount(hotter.flatten(), minlength=5) / hotter.numel()
     assert torch.allclose(shares, (logits[0, 0] / 2).softmax(-1), atol=0.01) and shares[4] == 0
-    greedy, sure = nb.pick_tokens(logits, 0, 2, None)
+    greedy, sure = nb.pick_tokens(logits, nb.Sampling(temperature=0, top_k=2), None)
     assert (greedy == 0).all() and torch.allclose(sure, logits[0, 0].softmax(-1)[0])
+
+
+@pytest.mark.parametrize("top_p, kept", [(0.5, [0]), (0.8, [0, 2]), (0.95, [0, 2, 1]), (1.0, [0, 2, 1, 3])])
+def test_top_p_keeps_the_fewest_likeliest_tokens_that_hold_that_share(nb, top_p, kept):
+    probs = torch.tensor([0.6, 0.1, 0.25, 0.05])  # sorted: 0 (0.6), 2 (0.85 so far), 1 (0.95), 3 (1.0)
+    logits = probs.log().expand(4, 5_000, 4)
+    tokens, confidence = nb.pick_tokens(logits, nb.Sampling(temperature=1.0, top_k=0, top_p=top_p),
+                                        torch.rand(4, 5_000, 4))
+    expected = torch.zeros(4).index_put_((torch.tensor(kept),), probs[kept] / probs[kept].sum())
+    shares = torch.bincount(tokens.flatten(), minlength=4) / tokens.numel()
+    assert torch.allclose(shares, expected, atol=0.01) and torch.allclose(confidence, expected[tokens])
 
 
 class FixedDenoiser(torch.nn.Module):
@@ -259,3 +271,14 @@ def test_the_sampler_comparison_measures_every_sampler_against_held_out_stories(
     ]
     assert rows[0]["excess divergence"] == 0 and all(r["excess divergence"] > 0 for r in rows[1:])  # untrained
     assert list(rows[0])[:3] == ["stories", "rounds", "excess divergence"] and len(rows) == 13
+
+
+@pytest.mark.parametrize("setting, says", [
+    ({"sampler": "greedy"}, "Unknown sampler 'greedy'"), ({"confidence": "sure"}, "Unknown confidence 'sure'"),
+    ({"steps": 0}, "steps=0: use at least 1"), ({"temperature": -1}, "temperature=-1 is negative"),
+    ({"top_p": 0}, "top_p=0: use a share"), ({"top_p": 1.5}, "top_p=1.5: use a share"),
+    ({"reveal_temperature": -0.5}, "reveal_temperature=-0.5 is negative"), ({"block_size": 0}, "block_size=0"),
+])
+def test_a_sampling_setting_out_of_range_is_refused_with_what_to_use(nb, setting, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        nb.Sampling(**setting)
