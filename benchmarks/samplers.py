@@ -18,6 +18,7 @@ import statistics
 import textwrap
 from pathlib import Path
 
+import remasking
 import torch
 from common import DEFAULT_DATA, SHARED, device_name, load_definitions, print_row, print_table
 
@@ -38,6 +39,10 @@ SETTINGS = {  # name: changes to BASE and the notebook's Sampling
     "likeliest, reveal_temperature 1, temperature 1, top-k 0, top-p 0.8": {"reveal_temperature": 1, "temperature": 1.0,
                                                                           "top_k": 0, "top_p": 0.8},
     "ancestral": {"sampler": "ancestral"},
+    "likeliest, reveal_temperature 1, remasking 1/64 a round from a quarter": {"remask_share": 1 / 64,
+                                                                             "remask_from": 0.25},
+    "likeliest, reveal_temperature 1, remasking 1/64 a round from halfway": {"remask_share": 1 / 64},
+    "likeliest, reveal_temperature 1, remasking 2/64 a round from halfway": {"remask_share": 2 / 64},
 }
 MEASURES = ("excess divergence", "repetition", "distinct-2", "judge / held-out", "copied 8-grams", "length", "ended")
 
@@ -60,12 +65,13 @@ def main():
         parser.error(f"no data: pass --data (no {SHARED} here)")
 
     nb, device = load_definitions(), "cuda" if torch.cuda.is_available() else "cpu"
+    sampling = remasking.install(nb)  # the notebook's Sampling, and remasking (benchmarks/remasking.py)
     measured, samples = {}, {}
     for run in args.runs:
         model, tokenizer, cfg, _ = nb.load_checkpoint(run / "final", device)
         judge, *_ = nb.load_checkpoint(run / "baseline", device)
         train, held_out = nb.load_stories(args.data, cfg.n_train_stories, cfg.n_val_stories)
-        base = nb.Sampling(model.config.diffusion_steps, **BASE)
+        base = sampling(model.config.diffusion_steps, **BASE)
         settings = {(name, base.steps): dataclasses.replace(base, **SETTINGS[name]) for name in args.settings}
         print(f"{run}: {cfg.mode} model, {nb.count_parameters(model) / 1e6:.2f}M parameters, {base}", flush=True)
         for seed in args.seeds:

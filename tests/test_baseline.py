@@ -54,3 +54,5 @@ def test_the_baseline_trains_on_its_share_of_the_diffusion_models_micro_batches(
         assert baseline.model == dataclasses.replace(shape, causal=True) and baseline.micro_steps == steps
         assert dataclasses.replace(baseline, model=cfg.model, micro_steps=cfg.micro_steps) == cfg  # nothing else
     assert nb.baseline_config(nb.get_config("smoke", {"baseline_share": 0.001}), shape).micro_steps == 1
+    accumulating = nb.get_config("smoke", {"grad_accum": 4, "micro_steps": 40, "baseline_share": 0.3})
+    assert nb.baseline_config(accumulating, shape).micro_steps == 12  # 3 whole updates of 4 micro-batches

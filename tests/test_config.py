@@ -57,6 +57,18 @@ def test_unknown_mode_lists_the_modes(nb):
         nb.get_config("fast")
 
 
+@pytest.mark.parametrize(("overrides", "says"), [
+    ({"grad_accum": 0}, r"grad_accum=0 \(at least 1\)"),
+    ({"grad_accum": 4, "micro_steps": 3}, r"micro_steps=3 \(at least grad_accum=4, one update\)"),
+    ({"baseline_share": 0}, r"baseline_share=0 \(in \(0, 1\]\)"),
+    ({"lr": -1e-3, "ema_decay": 1.0}, r"lr=-0.001 \(above 0.*; ema_decay=1.0 \(in \[0, 1\)"),
+    ({"evals_per_run": 0, "temperature": -0.5}, r"evals_per_run=0 \(at least 1\); temperature=-0.5 \(0 or more\)"),
+])
+def test_settings_out_of_range_are_refused_before_the_run_starts(nb, overrides, says):
+    with pytest.raises(ValueError, match=rf"Settings out of range: {says}.*Change them in OVERRIDES"):
+        nb.get_config("smoke", overrides)
+
+
 def test_overrides_change_the_run_and_the_model(nb):
     cfg = nb.get_config("quick", {"micro_steps": 500, "d_model": 256, "n_heads": 4, "prompts": ["A dragon"]})
     assert cfg.micro_steps == 500 and cfg.model.d_model == 256 and cfg.model.n_heads == 4
