@@ -59,7 +59,7 @@ def remasking_generate(nb, model, tokenizer, prompts, sampling, device):
         again = (n * sampling.remask_share).round().long().clamp(max=still_hidden)
         if s == 1 or 1 - s / rounds < sampling.remask_from:
             again = torch.zeros_like(again)
-        revealed = in_story & (x != ids.mask) & ~(x[..., None] == ids.markers).any(-1)  # before this round, not ends
+        revealed = in_story & (x != ids.mask) & ~torch.isin(x, ids.markers)  # before this round, not ends
         reveal = nb.choose_reveals(confidence, active, still_hidden - again, sampling.reveal_temperature, noise[1])
         drawn_with = torch.where(reveal, probability.double(), drawn_with)
         x = torch.where(reveal, proposal, x)
