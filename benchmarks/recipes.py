@@ -167,6 +167,20 @@ def zero_projections(nb, cfg):
     return cfg
 
 
+def untied_embeddings(nb, cfg):
+    """The output layer's weights its own, not the input embedding's: as many more parameters as the embedding has,
+    and the same arithmetic per update."""
+
+    class UntiedLM(nb.DiffusionLM):
+        def __init__(self, config):
+            super().__init__(config)
+            self.head.weight = nn.Parameter(torch.empty_like(self.tok_emb.weight))
+            nn.init.normal_(self.head.weight, std=0.02)
+
+    nb.DiffusionLM = UntiedLM
+    return cfg
+
+
 def diffusion_loss(per_row, antithetic):
     """The notebook's training loss with the hidden tokens' cross-entropy averaged per row, then over rows (each block
     weighs the same whatever its t: the ELBO's weighting), and/or the steps t of a micro-batch spread evenly over
@@ -201,6 +215,18 @@ def model_settings(**values):
     return lambda nb, cfg: dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **values))
 
 
+def blocks_per_update(blocks):
+    """Optimizer updates of `blocks` blocks, one micro-batch each, as many more of them as the same tokens make; the
+    same validation blocks."""
+
+    def change(nb, cfg):
+        total = cfg.batch_size * cfg.micro_steps
+        return dataclasses.replace(cfg, batch_size=blocks, grad_accum=1, micro_steps=total // blocks,
+                                   eval_batches=cfg.eval_batches * cfg.batch_size // blocks)
+
+    return change
+
+
 def lr_scale(factor):
     return lambda nb, cfg: dataclasses.replace(cfg, lr=cfg.lr * factor)
 
@@ -216,8 +242,11 @@ VARIANTS = {
     "lr x3": [lr_scale(3.0)],
     "lr /3": [lr_scale(1 / 3)],
     "a third of the data": [settings(n_train_stories=3_300)],  # the same tokens, seen about 3 times
+    "half the batch": [blocks_per_update(8)],  # at the small scale: twice the updates, of half the tokens
+    "a quarter of the batch": [blocks_per_update(4)],
     "vocabulary 2,048": [model_settings(vocab_size=2_048)],  # the cpu mode's until RESULTS 2.3 measured 4,096
     "vocabulary 8,000": [model_settings(vocab_size=8_000)],  # quick's
+    "untied embeddings": [untied_embeddings],
     "per-row loss": [diffusion_loss(per_row=True, antithetic=False)],
     "antithetic t": [diffusion_loss(per_row=False, antithetic=True)],
     "per-row loss, antithetic t": [diffusion_loss(per_row=True, antithetic=True)],

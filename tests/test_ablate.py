@@ -91,3 +91,23 @@ def test_each_variant_changes_only_its_own_part(ablate):
     assert ablate.variant(["lr x3"], "small")[1].lr == pytest.approx(3 * cfg.lr)
     fresh, _ = ablate.variant(["defaults"], "small")
     assert fresh.DiffusionLM is not nb.DiffusionLM and fresh.Block.__name__ == "Block"  # changes never leak
+
+
+def test_batch_variants_keep_the_tokens_and_the_validation_blocks(ablate):
+    _, cfg = ablate.variant(["defaults"], "small")
+    blocks_seen = cfg.micro_steps * cfg.batch_size
+    for name, blocks in (("half the batch", 8), ("a quarter of the batch", 4)):
+        changed = ablate.variant([name], "small")[1]
+        assert (changed.batch_size, changed.grad_accum) == (blocks, 1) and changed.micro_steps * blocks == blocks_seen
+        assert changed.optimizer_steps == cfg.optimizer_steps * cfg.batch_size * cfg.grad_accum // blocks
+        assert changed.eval_batches * blocks == cfg.eval_batches * cfg.batch_size  # the same validation blocks
+        assert differences(changed, cfg) <= {"batch_size", "grad_accum", "micro_steps", "eval_batches"}
+
+
+def test_untied_embeddings_give_the_output_layer_weights_of_its_own(ablate):
+    nb, cfg, tied = build(ablate, ["defaults"])
+    _, untied_cfg, untied = build(ablate, ["untied embeddings"])
+    assert not differences(untied_cfg, cfg) and untied.head.weight is not untied.tok_emb.weight
+    assert nb.count_parameters(untied) == nb.count_parameters(tied) + 300 * cfg.model.d_model
+    assert untied.head.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert untied(torch.randint(10, 300, (2, 256))).shape == (2, 256, 300)
