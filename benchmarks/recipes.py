@@ -175,7 +175,7 @@ def untied_embeddings(nb, cfg):
         def __init__(self, config):
             super().__init__(config)
             self.head.weight = nn.Parameter(torch.empty_like(self.tok_emb.weight))
-            nn.init.normal_(self.head.weight, std=0.02)
+            nb.init_weights(self.head)  # as the notebook initialises every linear layer
 
     nb.DiffusionLM = UntiedLM
     return cfg
