@@ -104,6 +104,19 @@ def test_batch_variants_keep_the_tokens_and_the_validation_blocks(ablate):
         assert differences(changed, cfg) <= {"batch_size", "grad_accum", "micro_steps", "eval_batches"}
 
 
+def test_smaller_shapes_get_more_updates_and_nothing_else(ablate):
+    _, cfg = ablate.variant(["defaults"], "small")
+    shallow = ablate.variant(["2 layers, 1.8x the updates"], "small")[1]
+    shape = dataclasses.asdict(cfg.model)
+    assert dataclasses.asdict(shallow.model) == {**shape, "n_layers": 2}
+    assert shallow.micro_steps == 1.8 * cfg.micro_steps
+    assert differences(shallow, cfg) == {"model", "micro_steps"}
+    narrow = ablate.variant(["width 96, 1.4x the updates"], "small")[1]
+    assert dataclasses.asdict(narrow.model) == {**shape, "d_model": 96, "n_heads": 3, "d_ff": 384}
+    assert narrow.micro_steps == 1.4 * cfg.micro_steps and narrow.lr == pytest.approx(cfg.lr * (128 / 96) ** 1.07, 0.02)
+    assert differences(narrow, cfg) == {"model", "micro_steps", "lr"}
+
+
 def test_untied_embeddings_give_the_output_layer_weights_of_its_own(ablate):
     nb, cfg, tied = build(ablate, ["defaults"])
     _, untied_cfg, untied = build(ablate, ["untied embeddings"])
