@@ -82,8 +82,8 @@ def main():
                 print_row([row["stories"], run.name, seed, *(f"{row[m]:.3f}" for m in MEASURES)])
             if args.print and not samples:
                 torch.manual_seed(seed)
-                for name, sampling in settings.items():
-                    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * args.print, sampling, device)
+                for name, setting in settings.items():
+                    tokens, _ = nb.generate(model, tokenizer, ["Once upon a time"] * args.print, setting, device)
                     samples[name[0]] = [nb.decode_story(tokenizer, row) for row in tokens]
     print(f"\n{device_name(torch)}; {len(args.runs)} models × {len(args.seeds)} seeds, {args.stories} stories each:")
     print_table(("stories", *MEASURES), [(name, *(spread([r[m] for r in rows], 3) for m in MEASURES))

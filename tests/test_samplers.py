@@ -61,7 +61,8 @@ def test_the_script_measures_each_setting_of_each_run(nb, cfg, tmp_path):
         nb.save_checkpoint(tmp_path / "run" / folder, model, tokenizer, short, history, str(data))
     settings = ["likeliest, reveal_temperature 1", "ancestral",
                 "likeliest, reveal_temperature 1, remasking 2/64 a round from halfway"]
-    command = [sys.executable, str(SCRIPT), "--runs", str(tmp_path / "run"), "--data", str(data),
+    run = str(tmp_path / "run")  # twice: the script measures each run in turn
+    command = [sys.executable, str(SCRIPT), "--runs", run, run, "--data", str(data),
                "--stories", "2", "--seeds", "0", "1", "--settings", *settings]
     for stories_printed in (0, 1):
         printed = subprocess.run([*command, "--print", str(stories_printed)], capture_output=True, text=True,
