@@ -4,7 +4,7 @@ The notebook's sampler never takes a token back. With remasking, in every round 
 (but the last), the sampler hides `remask_share` of a story's positions again after revealing: revealed tokens drawn
 at random, each in proportion to one minus its probability when it was drawn, so that unlikely draws are likelier to
 be redrawn. It reveals as many more in the same round, so the number still hidden follows the notebook's schedule and
-a story takes the same rounds. The prompt and the story's end are never hidden again.
+a story takes the same rounds. The prompt and the story's end (drawn first) are never hidden again.
 """
 
 import dataclasses
@@ -39,32 +39,33 @@ def remasking_generate(nb, model, tokenizer, prompts, sampling, device):
     model.eval()
     ids = nb.sampler_ids(tokenizer, torch.device(device))
     x = nb.encode_prompts(tokenizer, prompts, model.config.seq_len, sampling.gen_len).to(device)
-    region, position = x == ids.mask, torch.arange(x.shape[1], device=device)
-    can_end = position > (position * ~region).max(1, keepdim=True).values
+    position = torch.arange(x.shape[1], device=device)
+    can_end = position > (position * (x != ids.mask)).max(1, keepdim=True).values
+    x = nb.draw_ends(model, x, can_end, ids, torch.rand(x.shape, device=device) if sampling.temperature else None)
+    region = x == ids.mask  # up to each story's end
     rounds = sampling.steps or model.config.diffusion_steps
     drawn_with = torch.ones(x.shape, dtype=torch.float64, device=device)  # each token's probability when drawn
     trajectory = [x.cpu()]
     for s in range(rounds, 0, -1):
-        in_story = region & (x != ids.pad)
-        active = in_story & (x == ids.mask)
+        active = region & (x == ids.mask)
         if not active.any():
             break
         noise = nb.round_noise(x.shape, sampling, model.config.vocab_size, None, device)
-        proposal, confidence = nb.propose(model, x, active, can_end, ids, sampling, noise[0])
+        proposal, confidence = nb.propose(model, x, active, ids, sampling, noise[0])
         # the same draw again, for the drawn token's probability (twice the model's work: this measures quality)
-        _, probability = nb.propose(model, x, active, can_end, ids, dataclasses.replace(sampling, confidence="drawn"),
+        _, probability = nb.propose(model, x, active, ids, dataclasses.replace(sampling, confidence="drawn"),
                                     noise[0])
-        n = in_story.sum(1, keepdim=True)
+        n = region.sum(1, keepdim=True)
         still_hidden = (n * (s - 1) + rounds - 1) // rounds
         again = (n * sampling.remask_share).round().long().clamp(max=still_hidden)
         if s == 1 or 1 - s / rounds < sampling.remask_from:
             again = torch.zeros_like(again)
-        revealed = in_story & (x != ids.mask) & ~torch.isin(x, ids.markers)  # before this round, not ends
+        revealed = region & (x != ids.mask)  # before this round
         reveal = nb.choose_reveals(confidence, active, still_hidden - again, sampling.reveal_temperature, noise[1])
         drawn_with = torch.where(reveal, probability.double(), drawn_with)
         x = torch.where(reveal, proposal, x)
         uniform = torch.rand(x.shape, dtype=torch.float64, device=device)
         hide = nb.choose_reveals(1 - drawn_with, revealed, revealed.sum(1, keepdim=True) - again, 1.0, uniform)
-        x = nb.end_stories(torch.where(hide, ids.mask, x), can_end, ids)
+        x = torch.where(hide, ids.mask, x)
         trajectory.append(x.cpu())
     return x.cpu(), trajectory

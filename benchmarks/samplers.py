@@ -29,7 +29,6 @@ SETTINGS = {  # name: changes to BASE and the notebook's Sampling
     "likeliest, most confident first": {"reveal_temperature": 0},
     "likeliest, reveal_temperature 0.5": {"reveal_temperature": 0.5},
     "likeliest, reveal_temperature 1": {"reveal_temperature": 1},
-    "likeliest, reveal_temperature 1, the end drawn first": {"reveal_temperature": 1, "length_first": True},
     "likeliest, reveal_temperature 2": {"reveal_temperature": 2},
     "margin, reveal_temperature 1": {"confidence": "margin", "reveal_temperature": 1},
     "likeliest, reveal_temperature 1, temperature 0.6": {"reveal_temperature": 1, "temperature": 0.6},

@@ -10,9 +10,9 @@ forward):
     forward = 2 * (the blocks' matrix parameters) + 4 * n_layers * seq_len * d_model + 2 * d_model * vocab_size
 
 and MFU divides the FLOP/s achieved by a matmul peak measured on the same device (bf16 8192^3 on a GPU, fp32 2048^3 on
-the CPU). Sampling: generate() writing 128 new tokens (fewer where seq_len is shorter) in 128 rounds, at batch 1 (the
-time per story) and 64 (stories per second), eagerly and with each round compiled; the untrained model seldom ends a
-story, so every round runs.
+the CPU). Sampling: generate() on a canvas of 128 new positions (fewer where seq_len is shorter) in 128 rounds, at
+batch 1 (the time per story) and 64 (stories per second), eagerly and with each round compiled; every round reads the
+whole canvas, so the time does not depend on where the stories' ends are drawn.
 
 The whole run: the notebook's train() loop itself (data memory-mapped from disk, the progress bar, the loss kept on the
 device, EMA), timed per update from the optimizer's step hook after its first fifth; one validation (raw and EMA
