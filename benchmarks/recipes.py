@@ -246,6 +246,8 @@ VARIANTS = {
     "another seed": [settings(seed=7)],
     "lr x3": [lr_scale(3.0)],
     "lr /3": [lr_scale(1 / 3)],
+    "lr x1.5": [lr_scale(1.5)],
+    "lr x2": [lr_scale(2.0)],
     "a third of the data": [settings(n_train_stories=3_300)],  # the same tokens, seen about 3 times
     "half the batch": [blocks_per_update(8)],  # at the small scale: twice the updates, of half the tokens
     "a quarter of the batch": [blocks_per_update(4)],
