@@ -39,9 +39,7 @@ def remasking_generate(nb, model, tokenizer, prompts, sampling, device):
     model.eval()
     ids = nb.sampler_ids(tokenizer, torch.device(device))
     x = nb.encode_prompts(tokenizer, prompts, model.config.seq_len, sampling.gen_len).to(device)
-    position = torch.arange(x.shape[1], device=device)
-    can_end = position > (position * (x != ids.mask)).max(1, keepdim=True).values
-    x = nb.draw_ends(model, x, can_end, ids, torch.rand(x.shape, device=device) if sampling.temperature else None)
+    x = nb.draw_ends(model, x, ids, torch.rand(x.shape, device=device) if sampling.temperature else None)
     region = x == ids.mask  # up to each story's end
     rounds = sampling.steps or model.config.diffusion_steps
     drawn_with = torch.ones(x.shape, dtype=torch.float64, device=device)  # each token's probability when drawn

@@ -59,26 +59,28 @@ def test_masks_left_after_each_step_follow_the_schedule(nb, model, tokenizer, st
 
 
 def test_the_end_is_drawn_in_proportion_to_the_model_s_eos_probabilities(nb, tokenizer, shape):
-    """A canvas of a given word, then four positions: [EOS] is 0.2, 0.1, 0.0 and 0.5 likely at them. A story can end
-    at any of them but the first, so it ends at the second, third or fourth in proportion 0.1 : 0 : 0.5, with [EOS]
-    there and [PAD] after; at temperature 0 (no uniform numbers), always at the likeliest."""
+    """Two given words, the first of them followed by [MASK], then three positions: [EOS] is 0.2, 0.1, 0.0 and 0.5
+    likely at the four hidden ones. A story can only end after the last given word, so it ends at the third, fourth or
+    fifth position in proportion 0.1 : 0 : 0.5, with [EOS] there and [PAD] after; at temperature 0 (no uniform
+    numbers), always at the likeliest. With nothing hidden after the last given word, no end is drawn."""
     eos, pad, mask = tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id
-    probs = torch.full((5, len(tokenizer)), 1.0)
-    probs[1:, eos] = torch.tensor([0.2, 0.1, 0.0, 0.5]) * (len(tokenizer) - 1) / torch.tensor([0.8, 0.9, 1.0, 0.5])
+    probs = torch.full((6, len(tokenizer)), 1.0)
+    probs[[1, 3, 4, 5], eos] = torch.tensor([0.2, 0.1, 0.0, 0.5]) * (len(tokenizer) - 1) / torch.tensor([0.8, 0.9, 1.0,
+                                                                                                         0.5])
     model = FixedDenoiser(shape, probs / probs.sum(-1, keepdim=True))
     n, word = 20_000, tokenizer.encode("the")[0]
-    x = torch.tensor([word, mask, mask, mask, mask]).repeat(n, 1)
-    can_end = torch.tensor([False, False, True, True, True]).repeat(n, 1)
+    x = torch.tensor([word, mask, word, mask, mask, mask]).repeat(n, 1)
     ids = nb.sampler_ids(tokenizer, torch.device("cpu"))
-    out = nb.draw_ends(model, x, can_end, ids, torch.rand(x.shape, generator=torch.Generator().manual_seed(0)))
+    out = nb.draw_ends(model, x, ids, torch.rand(x.shape, generator=torch.Generator().manual_seed(0)))
     ends = (out == eos).int().argmax(1)
-    assert ((out == eos).sum(1) == 1).all() and torch.equal(out[:, :2], x[:, :2])
-    after = torch.arange(5) > ends[:, None]
+    assert ((out == eos).sum(1) == 1).all() and torch.equal(out[:, :3], x[:, :3])
+    after = torch.arange(6) > ends[:, None]
     assert (out[after] == pad).all() and not (out[~after] == pad).any()
-    shares = torch.bincount(ends, minlength=5) / n
-    assert torch.allclose(shares, torch.tensor([0, 0, 1 / 6, 0, 5 / 6]), atol=0.01)
-    assert (nb.draw_ends(model, x[:3], can_end[:3], ids, None) == torch.tensor([word, mask, mask, mask, eos])).all()
-    assert torch.equal(nb.draw_ends(model, x[:3], torch.zeros_like(can_end[:3]), ids, None), x[:3])  # cannot end
+    shares = torch.bincount(ends, minlength=6) / n
+    assert torch.allclose(shares, torch.tensor([0, 0, 0, 1 / 6, 0, 5 / 6]), atol=0.01)
+    assert (nb.draw_ends(model, x[:3], ids, None) == torch.tensor([word, mask, word, mask, mask, eos])).all()
+    infill = torch.tensor([[word, mask, word, mask, mask, word]])  # nothing hidden after the last given word
+    assert torch.equal(nb.draw_ends(model, infill, ids, None), infill)
 
 
 def test_revealed_tokens_never_change(nb, model, tokenizer):
