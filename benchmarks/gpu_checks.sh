@@ -4,6 +4,8 @@
 #             replayed from CUDA graphs, the sampler's random numbers, evaluation
 #   notebook  the notebook itself, top to bottom, as a user's Run All executes it (papermill), in quick mode on the
 #             cased TinyStories text in .data; keeps the executed notebook, its log, history, loss plot and GIF
+#   samplers  benchmarks/samplers.py on the model and baseline the notebook part just trained (after it, in the same
+#             call): every sampler setting at quick's scale, 64 stories per setting and seed (SAMPLERS_ARGS: options)
 #   ablation  the reference's recipe against the notebook's at quick scale (benchmarks/ablate.py --scale quick)
 #   speed     benchmarks/speed.py: each mode's shape, eager and compiled: the update, the sampler and the whole loop
 #             (SPEED_ARGS passes it options, e.g. "--modes budget_100 --loop-updates 60")
@@ -12,7 +14,7 @@
 # DEADLINE_S=N stops the parts N seconds after the script starts (a part still running is cut off, and whatever it
 # had written under $OUT stays), so that the whole ends within a time limit.
 # On a machine without network or ../shared, prepare with benchmarks/gpu_prepare.sh and bring .whl and .data along:
-#   DEADLINE_S=520 benchmarks/gpu_checks.sh tests notebook speed
+#   DEADLINE_S=520 benchmarks/gpu_checks.sh tests notebook samplers
 # Everything lands in $OUT (/tmp/gpu-checks unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +60,16 @@ for part in "${@:-notebook}"; do
             cp "$work/$file" "$OUT/" 2>/dev/null || echo "no $file"
         done
         ;;
+    samplers)
+        if [[ -z ${work:-} ]]; then
+            echo "samplers measures the notebook part's model: run the notebook part first, in the same call" >&2
+            status=2
+        else
+            # shellcheck disable=SC2086  # SAMPLERS_ARGS is a list of options
+            timeout "$(time_left)" python3 benchmarks/samplers.py --runs "$work/checkpoints" --data "$DATA" \
+                ${SAMPLERS_ARGS:-} 2>&1 | tee "$OUT/samplers.log" || status=$?
+        fi
+        ;;
     ablation)
         timeout "$(time_left)" python3 benchmarks/ablate.py --scale quick --data "$DATA" \
             --variants ${ABLATION_VARIANTS:-reference defaults} --samples 3 2>&1 \
@@ -73,7 +85,7 @@ for part in "${@:-notebook}"; do
             ${DATAPREP_ARGS:---threads "$(nproc)"} 2>&1 | tee "$OUT/dataprep.log" || status=$?
         ;;
     *)
-        echo "unknown part $part: use tests, notebook, ablation, speed or dataprep" >&2
+        echo "unknown part $part: use tests, notebook, samplers, ablation, speed or dataprep" >&2
         exit 2
         ;;
     esac
