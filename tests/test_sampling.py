@@ -65,8 +65,8 @@ def test_the_end_is_drawn_in_proportion_to_the_model_s_eos_probabilities(nb, tok
     numbers), always at the likeliest. With nothing hidden after the last given word, no end is drawn."""
     eos, pad, mask = tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id
     probs = torch.full((6, len(tokenizer)), 1.0)
-    probs[[1, 3, 4, 5], eos] = torch.tensor([0.2, 0.1, 0.0, 0.5]) * (len(tokenizer) - 1) / torch.tensor([0.8, 0.9, 1.0,
-                                                                                                         0.5])
+    eos_probs = torch.tensor([0.2, 0.1, 0.0, 0.5])  # at the four hidden positions; the rest shared evenly
+    probs[[1, 3, 4, 5], eos] = eos_probs * (len(tokenizer) - 1) / (1 - eos_probs)
     model = FixedDenoiser(shape, probs / probs.sum(-1, keepdim=True))
     n, word = 20_000, tokenizer.encode("the")[0]
     x = torch.tensor([word, mask, word, mask, mask, mask]).repeat(n, 1)
