@@ -238,8 +238,8 @@ def updates_scale(factor):
 
 VARIANTS = {
     "defaults": [],
-    "reference": [reference_network(embedding_std=1.0), half_way_schedule],  # the reference's recipe, all of it
-    "fixed": [reference_network(embedding_std=0.02)],  # the reference's network, with the init and schedule fixed
+    "reference": [reference_network(embedding_std=1.0), half_way_schedule, settings(optimizer="adamw")],  # all of it
+    "fixed": [reference_network(embedding_std=0.02), settings(optimizer="adamw")],  # its init and schedule fixed
     "dropout 0.1": [dropout(0.1)],
     "adaLN-Zero step": [adaln_zero],  # the model told t, as the notebook's was before
     "zero projections, no gates": [zero_projections],
@@ -261,6 +261,7 @@ VARIANTS = {
     "per-row loss": [diffusion_loss(per_row=True, antithetic=False)],
     "antithetic t": [diffusion_loss(per_row=False, antithetic=True)],
     "per-row loss, antithetic t": [diffusion_loss(per_row=True, antithetic=True)],
+    "AdamW": [settings(optimizer="adamw")],  # AdamW for the blocks' matrices too, as the notebook did before Muon
 }
 
 

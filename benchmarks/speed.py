@@ -3,9 +3,9 @@
     python benchmarks/speed.py                                   # smoke and cpu; on a GPU quick and budget_100 too
     python benchmarks/speed.py --modes budget_100 --execution eager compiled --loop-updates 60
 
-The update: the notebook's diffusion_loss, backward and AdamW step on random tokens already on the device, after
-warm-up updates. FLOPs per trained token are counted from the shapes (a multiply-add is 2 FLOPs, backward twice the
-forward):
+The update: the notebook's diffusion_loss, backward and optimizer step (Muon and AdamW) on random tokens already on
+the device, after warm-up updates. FLOPs per trained token are counted from the shapes (a multiply-add is 2 FLOPs,
+backward twice the forward):
 
     forward = 2 * (the blocks' matrix parameters) + 4 * n_layers * seq_len * d_model + 2 * d_model * vocab_size
 
@@ -15,8 +15,8 @@ batch 1 (the time per story) and 64 (stories per second), eagerly and with each 
 whole canvas, so the time does not depend on where the stories' ends are drawn.
 
 The whole run: the notebook's train() loop itself (data memory-mapped from disk, the progress bar, the loss kept on the
-device, EMA), timed per update from the optimizer's step hook after its first fifth; one validation (raw and EMA
-weights) and one training checkpoint timed on their own. The mode's run is projected as
+device, EMA), timed per update from AdamW's step hook (an update's last step) after its first fifth; one validation
+(raw and EMA weights) and one training checkpoint timed on their own. The mode's run is projected as
 
     optimizer_steps * loop per update + (evals_per_run + 1) * validation + checkpoints_per_run * checkpoint
 """
@@ -72,7 +72,7 @@ def fresh_model(nb, cfg, device, execution):
 
 
 def time_update(nb, cfg, model, device, steps, warmup, mask_id):
-    """Seconds per optimizer update: grad_accum micro-batches of random tokens, clipping, AdamW."""
+    """Seconds per optimizer update: grad_accum micro-batches of random tokens, clipping, the optimizer's step."""
     optimizer = nb.make_optimizer(model, cfg, device)
     batches = torch.randint(10, cfg.model.vocab_size, (cfg.grad_accum, cfg.batch_size, cfg.model.seq_len),
                             device=device)
@@ -99,6 +99,8 @@ def loop_seconds_per_update(nb, cfg, stream, val, tokenizer, device, execution, 
     ends = []
 
     def update_ended(optimizer, args, kwargs):
+        if not isinstance(optimizer, torch.optim.AdamW):  # Muon steps first; AdamW's step ends every update
+            return
         if len(ends) == updates - 1:
             synchronize(device)  # the last update: until the GPU has run every update queued before it
         ends.append(time.perf_counter())

@@ -33,8 +33,9 @@ def test_defaults_are_the_notebooks_own(ablate):
     assert type(model) is nb.DiffusionLM and model.config.seq_len == 256
 
 
-def test_the_reference_is_its_network_init_and_schedule(ablate):
+def test_the_reference_is_its_network_init_schedule_and_optimizer(ablate):
     nb, cfg, model = build(ablate, ["reference"])
+    assert cfg.optimizer == "adamw"
     assert model.pos_emb.weight.shape == (256, 128) and model.step_emb.weight.shape == (65, 128)
     assert not any("gate" in name for name, _ in model.named_parameters())
     assert model.tok_emb.weight.std().item() == pytest.approx(1.0, rel=0.05)

@@ -48,7 +48,7 @@ def test_the_baseline_trains_and_is_opt_in_for_the_full_run(nb, causal_model, cf
 
 
 def test_the_baseline_trains_on_its_share_of_the_diffusion_models_micro_batches(nb, shape):
-    for mode, steps in (("cpu", 750), ("quick", 2_000), ("smoke", 60)):
+    for mode, steps in (("cpu", 600), ("quick", 2_000), ("smoke", 60)):
         cfg = nb.get_config(mode)
         baseline = nb.baseline_config(cfg, shape)
         assert baseline.model == dataclasses.replace(shape, causal=True) and baseline.micro_steps == steps

@@ -63,6 +63,7 @@ def test_unknown_mode_lists_the_modes(nb):
     ({"baseline_share": 0}, r"baseline_share=0 \(in \(0, 1\]\)"),
     ({"lr": -1e-3, "ema_decay": 1.0}, r"lr=-0.001 \(above 0.*; ema_decay=1.0 \(in \[0, 1\)"),
     ({"evals_per_run": 0, "temperature": -0.5}, r"evals_per_run=0 \(at least 1\); temperature=-0.5 \(0 or more\)"),
+    ({"optimizer": "sgd"}, r"optimizer=sgd \('muon' or 'adamw'\)"),
 ])
 def test_settings_out_of_range_are_refused_before_the_run_starts(nb, overrides, says):
     with pytest.raises(ValueError, match=rf"Settings out of range: {says}.*Change them in OVERRIDES"):

@@ -30,7 +30,7 @@ def trained(nb, tmp_path_factory):
     stories = [story(rng) for _ in range(600)]
     tokenizer = nb.train_tokenizer(stories, 300)
     shape = nb.ModelConfig(len(tokenizer), seq_len=96, d_model=64, n_layers=2, n_heads=2, d_ff=256, diffusion_steps=16)
-    cfg = dataclasses.replace(nb.get_config("smoke"), model=shape, micro_steps=400, batch_size=16, lr=3e-3,
+    cfg = dataclasses.replace(nb.get_config("smoke"), model=shape, micro_steps=600, batch_size=16, lr=3e-3,
                               warmup_steps=20, evals_per_run=1, log_every=100, checkpoints_per_run=1)
     stream = nb.tokenize_stories(tokenizer, stories[:500])
     val = nb.fixed_blocks(nb.tokenize_stories(tokenizer, stories[500:]), shape.seq_len, 16)

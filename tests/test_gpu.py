@@ -1,6 +1,7 @@
-"""What only a GPU can check: the compiled bf16 model against the fp32 CPU model; compiled sampling rounds; the
-sampler's random numbers when the generator and the model sit on different devices; evaluation on the GPU. Skipped
-where there is no CUDA GPU (`benchmarks/gpu_checks.sh tests` runs them on one)."""
+"""What only a GPU can check: the compiled bf16 model against the fp32 CPU model; Muon's bf16 orthogonalisation against
+the CPU's float32 one; compiled sampling rounds; the sampler's random numbers when the generator and the model sit on
+different devices; evaluation on the GPU. Skipped where there is no CUDA GPU (`benchmarks/gpu_checks.sh tests` runs
+them on one)."""
 
 import dataclasses
 import warnings
@@ -47,6 +48,13 @@ def test_the_compiled_bf16_model_on_the_gpu_computes_the_cpu_loss_and_gradient(n
     assert abs(loss_gpu.item() - loss_cpu.item()) / loss_cpu.item() < 1e-2
     assert relative_error(gradient_gpu, gradient_cpu) < 5e-2  # bf16 operands: about 1e-2
     assert torch.nn.functional.cosine_similarity(gradient_gpu, gradient_cpu, dim=0) > 0.99
+
+
+def test_muons_bf16_orthogonalisation_on_the_gpu_matches_the_cpus_float32_one(nb):
+    torch.manual_seed(0)
+    for matrix in (torch.randn(384, 128), torch.randn(128, 512)):
+        on_gpu = nb.orthogonalize(matrix.cuda())
+        assert on_gpu.dtype == torch.float32 and relative_error(on_gpu.cpu(), nb.orthogonalize(matrix)) < 0.03
 
 
 def test_training_on_the_gpu_lowers_the_validation_loss_and_saves_its_weights(

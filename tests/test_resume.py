@@ -134,6 +134,14 @@ def test_other_settings_are_refused_or_moved_aside(nb, cfg, model, tokenizer, ti
     assert saved["config"]["lr"] == 5e-4 and saved["data"] == "data-b"
 
 
+def test_a_run_saved_by_the_other_optimizer_is_refused(nb, cfg, model, tokenizer, tiny_data, tmp_path):
+    cfg = dataclasses.replace(cfg, micro_steps=10, checkpoints_per_run=1, evals_per_run=1)
+    stream, val = tiny_data(cfg.model.seq_len)
+    nb.train_run(model, dataclasses.replace(cfg, optimizer="adamw"), stream, val, tokenizer, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"other settings \(optimizer\).*FRESH_START=1"):
+        nb.train_run(model, cfg, stream, val, tokenizer, tmp_path / "run")  # AdamW's moments are not Muon's
+
+
 def test_a_finished_run_is_not_trained_again(nb, cfg, model, tokenizer, tiny_data, tmp_path, capsys):
     cfg = dataclasses.replace(cfg, micro_steps=10, checkpoints_per_run=1, evals_per_run=1)
     stream, val = tiny_data(cfg.model.seq_len)
