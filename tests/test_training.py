@@ -52,7 +52,10 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest_decaying_matrices_onl
     assert counted == len(list(model.parameters()))  # every parameter once
 
     adamw = nb.make_optimizer(model, dataclasses.replace(cfg, optimizer="adamw"), "cpu")
-    assert isinstance(adamw, torch.optim.AdamW) and len(adamw.param_groups[0]["params"]) == 1 + len(block_matrices)
+    decay, no_decay = adamw.param_groups
+    assert isinstance(adamw, torch.optim.AdamW) and len(decay["params"]) == 1 + len(block_matrices)
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
 def test_orthogonalize_keeps_the_singular_vectors_and_brings_the_values_near_one(nb):
