@@ -8,6 +8,8 @@ import torch
 
 from notebook_defs import load_benchmark
 
+pytestmark = pytest.mark.benchmarks  # developers' tools: CI runs these on requirements-dev.txt, not the floors
+
 
 @pytest.fixture(scope="module")
 def ablate():

@@ -8,6 +8,8 @@ import pytest
 from notebook_defs import BENCHMARKS, load_benchmark
 from synthetic_stories import make_stories
 
+pytestmark = pytest.mark.benchmarks  # developers' tools: CI runs these on requirements-dev.txt, not the floors
+
 SCRIPT = BENCHMARKS / "dataprep.py"
 
 

@@ -4,6 +4,8 @@ import pytest
 
 from notebook_defs import load_benchmark
 
+pytestmark = pytest.mark.benchmarks  # developers' tools: CI runs these on requirements-dev.txt, not the floors
+
 
 @pytest.fixture(scope="module")
 def lr_rule():

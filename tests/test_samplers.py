@@ -6,10 +6,13 @@ import math
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from notebook_defs import BENCHMARKS, load_benchmark, load_definitions
 from synthetic_stories import write_data_folder
+
+pytestmark = pytest.mark.benchmarks  # developers' tools: CI runs these on requirements-dev.txt, not the floors
 
 SCRIPT = BENCHMARKS / "samplers.py"
 

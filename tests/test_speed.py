@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from notebook_defs import BENCHMARKS, load_benchmark
+
+pytestmark = pytest.mark.benchmarks  # developers' tools: CI runs these on requirements-dev.txt, not the floors
 
 
 def test_flops_per_token_are_counted_from_the_shapes(nb):
