@@ -267,11 +267,14 @@ def test_the_sampler_comparison_measures_every_sampler_against_held_out_stories(
 
 
 @pytest.mark.parametrize("setting, says", [
-    ({"sampler": "greedy"}, "Unknown sampler 'greedy'"), ({"confidence": "sure"}, "Unknown confidence 'sure'"),
-    ({"steps": 0}, "steps=0: use at least 1"), ({"temperature": -1}, "temperature=-1 is negative"),
-    ({"top_p": 0}, "top_p=0: use a share"), ({"top_p": 1.5}, "top_p=1.5: use a share"),
-    ({"reveal_temperature": -0.5}, "reveal_temperature=-0.5 is negative"), ({"block_size": 0}, "block_size=0"),
+    ({"sampler": "greedy"}, "sampler=greedy (one of ('confidence', 'ancestral'))"),
+    ({"confidence": "sure"}, "confidence=sure (one of ('likeliest', 'margin', 'drawn'))"),
+    ({"steps": 0}, "steps=0 (None for the model's T, or at least 1)"), ({"temperature": -1}, "temperature=-1 (0 for"),
+    ({"top_p": 0}, "top_p=0 (a share"), ({"top_p": 1.5}, "top_p=1.5 (a share"),
+    ({"reveal_temperature": -0.5}, "reveal_temperature=-0.5 (0 for"), ({"block_size": 0}, "block_size=0 (None, or"),
+    ({"top_p": 2, "block_size": 0}, "top_p=2 (a share of the probability in (0, 1], e.g. 0.9; 1 keeps all); "
+                                    "block_size=0"),  # every setting out of range, in one message
 ])
 def test_a_sampling_setting_out_of_range_is_refused_with_what_to_use(nb, setting, says):
-    with pytest.raises(ValueError, match=re.escape(says)):
+    with pytest.raises(ValueError, match=re.escape(f"Settings out of range: {says}") + ".*Change them in Sampling"):
         nb.Sampling(**setting)
