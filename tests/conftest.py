@@ -1,3 +1,4 @@
+import os
 from dataclasses import replace
 
 import pytest
@@ -5,6 +6,13 @@ import torch
 
 from notebook_defs import load_definitions
 from synthetic_stories import make_stories
+
+
+def pytest_configure(config):
+    """The tests never reach the network (CI has none). huggingface_hub and datasets read these switches once, when
+    first imported, which no test has done yet: without them, a failing Hub call would first retry for 20 s."""
+    for switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(switch, "1")
 
 
 @pytest.fixture(scope="session")

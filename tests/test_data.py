@@ -1,5 +1,4 @@
 import json
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,14 +55,6 @@ def test_missing_local_data_says_what_to_do(nb, tmp_path):
         nb.load_stories(str(tmp_path / "nowhere"), 10, 10)
 
 
-def test_offline_without_local_data_says_to_set_data_path(nb, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    # the libraries read those variables when first imported, and an earlier test may have imported them: without
-    # their offline switch, they would spend 20 s retrying a network that is not there before failing the same way
-    for module in ("datasets.config", "huggingface_hub.constants"):
-        if module in sys.modules:
-            for switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-                monkeypatch.setattr(sys.modules[module], switch, True, raising=False)
+def test_offline_without_local_data_says_to_set_data_path(nb):  # offline: conftest switches the Hub off
     with pytest.raises(RuntimeError, match="set DATA_PATH"):
         nb.load_stories(None, 10, 10)
