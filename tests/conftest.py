@@ -13,6 +13,18 @@ def pytest_configure(config):
     first imported, which no test has done yet: without them, a failing Hub call would first retry for 20 s."""
     for switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(switch, "1")
+    share_the_cores()
+
+
+def share_the_cores():
+    """Under pytest-xdist (`-n auto`), each worker takes its share of the cores, and so do the processes it starts
+    (the notebook's kernel, torchrun's workers): torch's default, every core in every process, oversubscribes them
+    and runs several times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
