@@ -241,7 +241,7 @@ VARIANTS = {
     "reference": [reference_network(embedding_std=1.0), half_way_schedule, settings(optimizer="adamw")],  # all of it
     "fixed": [reference_network(embedding_std=0.02), settings(optimizer="adamw")],  # its init and schedule fixed
     "dropout 0.1": [dropout(0.1)],
-    "adaLN-Zero step": [adaln_zero],  # the model told t, as the notebook's was before
+    "adaLN-Zero step": [adaln_zero],  # the model told t through adaLN-Zero (RESULTS, 2.1)
     "zero projections, no gates": [zero_projections],
     "another seed": [settings(seed=7)],
     "lr x3": [lr_scale(3.0)],
