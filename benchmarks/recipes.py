@@ -251,7 +251,7 @@ VARIANTS = {
     "a third of the data": [settings(n_train_stories=3_300)],  # the same tokens, seen about 3 times
     "half the batch": [blocks_per_update(8)],  # at the small scale: twice the updates, of half the tokens
     "a quarter of the batch": [blocks_per_update(4)],
-    "vocabulary 2,048": [model_settings(vocab_size=2_048)],  # the cpu mode's until RESULTS 2.3 measured 4,096
+    "vocabulary 2,048": [model_settings(vocab_size=2_048)],  # half the cpu mode's 4,096 (RESULTS 2.3)
     "vocabulary 8,000": [model_settings(vocab_size=8_000)],  # quick's
     "untied embeddings": [untied_embeddings],
     # smaller shapes given the time of the default's updates (an update of each timed on the CPU: 0.55x, 0.7x)
@@ -261,7 +261,7 @@ VARIANTS = {
     "per-row loss": [diffusion_loss(per_row=True, antithetic=False)],
     "antithetic t": [diffusion_loss(per_row=False, antithetic=True)],
     "per-row loss, antithetic t": [diffusion_loss(per_row=True, antithetic=True)],
-    "AdamW": [settings(optimizer="adamw")],  # AdamW for the blocks' matrices too, as the notebook did before Muon
+    "AdamW": [settings(optimizer="adamw")],  # AdamW for the blocks' matrices too, instead of Muon (RESULTS 2.6)
 }
 
 
