@@ -9,8 +9,9 @@ from synthetic_stories import make_stories
 
 
 def pytest_configure(config):
-    """The tests never reach the network (CI has none). huggingface_hub and datasets read these switches once, when
-    first imported, which no test has done yet: without them, a failing Hub call would first retry for 20 s."""
+    """The tests never reach the network (CI has none), nor do the processes they start, which inherit these switches.
+    huggingface_hub and datasets read them once, when first imported, which no test has done yet: without them, a
+    failing Hub call would first retry for 20 s."""
     for switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(switch, "1")
     share_the_cores()

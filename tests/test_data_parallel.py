@@ -89,7 +89,6 @@ def test_the_notebook_as_a_script_under_torchrun(tmp_path):
         "RUN_MODE": "smoke",
         "DATA_PATH": str(data),
         "BASELINE": "0",
-        "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
     }

@@ -17,7 +17,6 @@ from notebook_defs import NOTEBOOK
 from synthetic_stories import write_data_folder
 
 SHARED_DATA = NOTEBOOK.parent.parent / "shared" / "data" / "tinystories"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def printed_text(executed):
@@ -30,7 +29,7 @@ def run_with_nbmake(workdir, **env):
         [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=600", "--overwrite", "-p", "no:cacheprovider"]
         + ["-q", NOTEBOOK.name],
         cwd=workdir,
-        env={**ENV, **env},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
     )
@@ -44,7 +43,7 @@ def run_headless(workdir, **parameters):
     command = [sys.executable, "-m", "papermill", str(NOTEBOOK), "run.ipynb", "--log-output"]
     for name, value in parameters.items():
         command += ["-p", name, value]
-    result = subprocess.run(command, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     executed = json.loads((workdir / "run.ipynb").read_text())
     return result.stdout + result.stderr, executed
