@@ -47,7 +47,7 @@ def test_kill_9_then_resume_is_bit_identical(straight_run, tmp_path):
     while not list((tmp_path / "run").glob("step-*[0-9]")) and time.time() < deadline:
         time.sleep(0.01)
     worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    worker.communicate()  # reaps it and closes its pipes
     saved = sorted((tmp_path / "run").glob("step-*[0-9]"))
     assert saved and saved[-1].name < LAST, "the worker finished before it could be killed"
 
