@@ -253,7 +253,8 @@ def test_copies_of_training_text_are_flagged(nb, tokenizer, stories):
     assert nb.story_measures(tokenizer, rows_of(nb, tokenizer, new), [["a"]], copied)["copied 8-grams"] == 0
 
 
-def test_the_sampler_comparison_measures_every_sampler_against_held_out_stories(nb, model, tokenizer, cfg, stories):
+def test_the_sampler_comparison_measures_every_sampler_against_held_out_stories(nb, model, tokenizer, cfg, stories,
+                                                                                 tmp_path):
     T = cfg.model.diffusion_steps
     rows = nb.compare_samplers(model, tokenizer, nb.sampler_settings(nb.Sampling(), T), 2, stories[:8], stories[8:60],
                                "cpu")
@@ -264,6 +265,12 @@ def test_the_sampler_comparison_measures_every_sampler_against_held_out_stories(
     ]
     assert rows[0]["excess divergence"] == 0 and all(r["excess divergence"] > 0 for r in rows[1:])  # untrained
     assert list(rows[0])[:3] == ["stories", "rounds", "excess divergence"] and len(rows) == 13
+    fig = nb.plot_quality(rows, tmp_path / "quality.png")
+    assert (tmp_path / "quality.png").stat().st_size > 0
+    for ax in fig.axes:  # each measure against the rounds measured, ticked and labelled there alone
+        assert [label.get_text() for label in ax.get_xticklabels()] == [str(s) for s in (T // 4, T // 2, T)]
+        assert len(ax.get_xticks(minor=True)) == 0
+    nb.plt.close(fig)
 
 
 @pytest.mark.parametrize("setting, says", [
