@@ -92,6 +92,9 @@ def check_display(workdir, executed, outputs):
         assert text.strip() or "image/png" in output.get("data", {}) or "image/gif" in output.get("data", {}), output
         if importlib.util.find_spec("ipywidgets"):  # progress is a live widget, not text on stderr
             assert output.get("name") != "stderr" or "it/s" not in text, text[:200]
+        if output.get("name") == "stdout":  # printed lines fit the output area, which would break them mid-word
+            too_long = [line for line in text.splitlines() if len(line) > 110]
+            assert not too_long, too_long
     for cell, html in (("baseline", "masked diffusion"), ("quality", "excess divergence")):
         tables = [o for o in outputs_of(executed, cell) if "<table" in "".join(o.get("data", {}).get("text/html", ""))]
         assert len(tables) == 1 and html in "".join(tables[0]["data"]["text/html"]), cell
