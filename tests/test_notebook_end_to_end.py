@@ -111,6 +111,18 @@ def check_display(workdir, executed, outputs):
     assert cells_text.count(first) == 1  # each story shown once
 
 
+def test_printed_text_wraps_between_words_keeps_its_paragraphs_and_indents_under_a_label(nb, capsys):
+    text = "400 training stories from /a/folder/named/at/length/data.txt. " + "word " * 40 + "\n\nThe next paragraph."
+    nb.print_wrapped(text)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) > 3 and all(len(line) <= 110 for line in printed) and "" in printed  # the paragraph break
+    assert " ".join(printed).split() == text.split()  # no word broken or lost
+    nb.print_wrapped("x " * 80, "t =  4 of 16: ")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("t =  4 of 16: x") and len(printed) == 2
+    assert printed[1].startswith(" " * 14 + "x") and all(len(line) <= 110 for line in printed)
+
+
 def test_notebook_trains_resumes_and_generates_on_generated_data(tmp_path):
     data = write_data_folder(tmp_path / "data", 500, seed=3, n_valid=50)
     log, executed = run_headless(tmp_path, RUN_MODE="smoke", DATA_PATH=str(data))
